@@ -1,0 +1,1 @@
+//! Scalar dequantization of every supported format to f32 (owned by the dequant work).

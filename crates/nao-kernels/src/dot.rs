@@ -1,0 +1,1 @@
+//! Quantized dot products: scalar twins and SIMD paths chosen by runtime detection.

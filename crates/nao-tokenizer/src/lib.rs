@@ -1,0 +1,3 @@
+//! nao-tokenizer: tokenizers built from GGUF metadata, and chat templates.
+
+pub mod chat;
