@@ -6,12 +6,18 @@
 //! - [`dequant`]: scalar dequantization of every format to f32.
 //! - [`quantize`]: on-the-fly 8-bit quantization of activations (Q8_0, Q8_K).
 //! - [`dot`]: quantized dot products (scalar twins + AVX2), picked once at start-up.
+//! - [`ops`]: norms, RoPE, softmax, activations.
+//! - [`pool`]: the spin-then-park thread pool.
+//! - [`matmul`]: weight × activation products over the pool.
 
 pub mod blocks;
 pub mod cast;
 pub mod dequant;
 pub mod dot;
 pub mod dtype;
+pub mod matmul;
+pub mod ops;
+pub mod pool;
 pub mod quantize;
 
 pub use dtype::DType;

@@ -1,1 +1,48 @@
-//! placeholder
+//! nao-models: model architectures built from shared layers.
+//!
+//! - [`config`]: hyper-parameters read once from GGUF metadata into typed fields.
+//! - [`layers`]: Linear, norms, attention, MLP, embedding, KV cache — the only compute code.
+//! - one file per architecture: [`qwen2`], [`llama`], [`gemma3`].
+//! - [`registry`]: architecture name → constructor.
+
+pub mod config;
+pub mod gemma3;
+pub mod layers;
+pub mod llama;
+pub mod qwen2;
+pub mod registry;
+
+pub use config::ModelConfig;
+pub use layers::{Compute, KvCache};
+pub use registry::{load_model, Model};
+
+use nao_kernels::DType;
+
+/// Errors from loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] nao_gguf::GgufError),
+    #[error(transparent)]
+    Kernel(#[from] nao_kernels::KernelError),
+    #[error("unsupported architecture '{0}' (supported: qwen2, llama, gemma3)")]
+    UnsupportedArch(String),
+    #[error("missing tensor '{0}'")]
+    MissingTensor(String),
+    #[error("missing metadata key '{0}'")]
+    MissingKey(String),
+    #[error("tensor '{tensor}' has shape {got:?}, expected {expected:?}")]
+    BadShape {
+        tensor: String,
+        expected: Vec<u64>,
+        got: Vec<u64>,
+    },
+    #[error("tensor '{tensor}' has type {dtype}, which nao cannot compute with yet")]
+    UnsupportedType { tensor: String, dtype: DType },
+    #[error("invalid hyper-parameter: {0}")]
+    BadConfig(String),
+    #[error("token id {id} is outside the vocabulary (size {n_vocab})")]
+    TokenOutOfRange { id: u32, n_vocab: usize },
+    #[error("context full: {needed} positions needed, context size is {n_ctx}")]
+    ContextFull { needed: usize, n_ctx: usize },
+}

@@ -1,0 +1,47 @@
+//! Gemma 3: interleaved sliding-window (local) and global attention layers with their own
+//! RoPE bases, per-head q/k RMS norms, pre- and post-norms around attention and MLP, GeGLU,
+//! and embeddings scaled by √n_embd. Norm weights in GGUF already include Gemma's `1 + w`.
+//! Reference: llama.cpp `src/models/gemma3.cpp`; Gemma 3 report (arXiv:2503.19786).
+
+use crate::layers::{blk, standard, Activation, Block, Decoder, Loader};
+use crate::{ModelConfig, ModelError};
+use nao_kernels::ops::{Rope, RopeStyle};
+
+/// Every `SWA_PATTERN`-th layer is global; the others use the sliding window.
+const SWA_PATTERN: usize = 6;
+/// RoPE base of the local layers (fixed by the architecture, not in the metadata).
+const ROPE_BASE_LOCAL: f32 = 10_000.0;
+
+pub fn load(l: &Loader, cfg: ModelConfig) -> Result<Decoder, ModelError> {
+    let window = cfg.sliding_window;
+    let rope_global = Rope::new(RopeStyle::Neox, cfg.n_rot, cfg.rope_base, cfg.rope_freq_scale, None);
+    let rope_local = Rope::new(RopeStyle::Neox, cfg.n_rot, ROPE_BASE_LOCAL, 1.0, None);
+    let scale = 1.0 / (cfg.head_dim as f32).sqrt();
+    let blocks = (0..cfg.n_layer)
+        .map(|il| {
+            let is_local = il % SWA_PATTERN < SWA_PATTERN - 1;
+            let (rope, win) = if is_local {
+                (rope_local.clone(), window)
+            } else {
+                (rope_global.clone(), None)
+            };
+            Ok(Block {
+                attn_norm: l.vector(&blk(il, "attn_norm.weight"), cfg.n_embd)?,
+                attn: standard::attention(l, &cfg, il, rope, scale, win)?,
+                post_attn_norm: Some(l.vector(&blk(il, "post_attention_norm.weight"), cfg.n_embd)?),
+                ffn_norm: l.vector(&blk(il, "ffn_norm.weight"), cfg.n_embd)?,
+                mlp: standard::mlp(l, &cfg, il, Activation::GeluTanh)?,
+                post_ffn_norm: Some(l.vector(&blk(il, "post_ffw_norm.weight"), cfg.n_embd)?),
+            })
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    let embed_scale = (cfg.n_embd as f32).sqrt();
+    let (embed, output_norm, output) = standard::embed_and_head(l, &cfg, embed_scale)?;
+    Ok(Decoder {
+        cfg,
+        embed,
+        blocks,
+        output_norm,
+        output,
+    })
+}

@@ -1,0 +1,34 @@
+//! Gated feed-forward: `down(act(gate(x)) * up(x))` (SwiGLU for Llama/Qwen, GeGLU for Gemma).
+
+use crate::layers::{Compute, Linear};
+use crate::ModelError;
+use nao_kernels::ops::{gelu_tanh, silu};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    GeluTanh,
+}
+
+pub struct Mlp {
+    pub gate: Linear, // [n_ff, n_embd]
+    pub up: Linear,   // [n_ff, n_embd]
+    pub down: Linear, // [n_embd, n_ff]
+    pub act: Activation,
+}
+
+impl Mlp {
+    /// `x`: `[n, n_embd]` → `[n, n_embd]`.
+    pub fn forward(&self, x: &[f32], n: usize, c: &mut Compute) -> Result<Vec<f32>, ModelError> {
+        let mut g = self.gate.apply(x, n, c)?; // [n, n_ff]
+        let u = self.up.apply(x, n, c)?; // [n, n_ff]
+        let act = match self.act {
+            Activation::Silu => silu,
+            Activation::GeluTanh => gelu_tanh,
+        };
+        for (gi, ui) in g.iter_mut().zip(&u) {
+            *gi = act(*gi) * ui;
+        }
+        self.down.apply(&g, n, c)
+    }
+}

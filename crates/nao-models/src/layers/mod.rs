@@ -1,0 +1,14 @@
+//! Shared layers. Model files compose these; they never touch kernels or formats directly.
+
+mod attention;
+mod compute;
+mod decoder;
+mod linear;
+mod mlp;
+pub mod standard;
+
+pub use attention::{AttnShape, Attention, KvCache, LayerCache};
+pub use compute::Compute;
+pub use decoder::{Block, Decoder};
+pub use linear::{blk, Embedding, Linear, Loader};
+pub use mlp::{Activation, Mlp};

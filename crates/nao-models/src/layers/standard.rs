@@ -1,0 +1,75 @@
+//! Loading helpers for the tensor layout llama.cpp's converters write for every decoder
+//! (`blk.N.attn_q`, `blk.N.ffn_gate`, ...). Architecture files call these with their quirks.
+
+use crate::layers::linear::blk;
+use crate::layers::{Activation, AttnShape, Attention, Embedding, Loader, Mlp};
+use crate::{ModelConfig, ModelError};
+use nao_kernels::ops::Rope;
+
+/// Attention projections of block `il` (biases picked up when present), with optional
+/// per-head q/k norms (`attn_q_norm`, `attn_k_norm`).
+pub fn attention(
+    l: &Loader,
+    cfg: &ModelConfig,
+    il: usize,
+    rope: Rope,
+    scale: f32,
+    window: Option<usize>,
+) -> Result<Attention, ModelError> {
+    let shape = AttnShape {
+        n_head: cfg.n_head,
+        n_head_kv: cfg.n_head_kv,
+        head_dim: cfg.head_dim,
+        head_dim_v: cfg.head_dim_v,
+    };
+    let d = cfg.n_embd;
+    Ok(Attention {
+        q: l.linear(&blk(il, "attn_q"), d, cfg.n_head * cfg.head_dim)?,
+        k: l.linear(&blk(il, "attn_k"), d, cfg.n_head_kv * cfg.head_dim)?,
+        v: l.linear(&blk(il, "attn_v"), d, cfg.n_head_kv * cfg.head_dim_v)?,
+        o: l.linear(&blk(il, "attn_output"), cfg.n_head * cfg.head_dim_v, d)?,
+        q_norm: l.vector_opt(&blk(il, "attn_q_norm.weight"), cfg.head_dim)?,
+        k_norm: l.vector_opt(&blk(il, "attn_k_norm.weight"), cfg.head_dim)?,
+        norm_eps: cfg.rms_eps,
+        rope,
+        shape,
+        scale,
+        window,
+    })
+}
+
+/// Gated MLP of block `il`.
+pub fn mlp(l: &Loader, cfg: &ModelConfig, il: usize, act: Activation) -> Result<Mlp, ModelError> {
+    let d = cfg.n_embd;
+    let f = cfg.n_ff;
+    Ok(Mlp {
+        gate: l.linear(&blk(il, "ffn_gate"), d, f)?,
+        up: l.linear(&blk(il, "ffn_up"), d, f)?,
+        down: l.linear(&blk(il, "ffn_down"), f, d)?,
+        act,
+    })
+}
+
+/// Token embedding, final norm and output projection (tied to the embedding when the file
+/// has no `output.weight`).
+pub fn embed_and_head(
+    l: &Loader,
+    cfg: &ModelConfig,
+    embed_scale: f32,
+) -> Result<(Embedding, Vec<f32>, crate::layers::Linear), ModelError> {
+    let table = l.linear("token_embd", cfg.n_embd, cfg.n_vocab)?;
+    let output = if l.has("output.weight") {
+        l.linear("output", cfg.n_embd, cfg.n_vocab)?
+    } else {
+        l.linear("token_embd", cfg.n_embd, cfg.n_vocab)?
+    };
+    let output_norm = l.vector("output_norm.weight", cfg.n_embd)?;
+    Ok((
+        Embedding {
+            table,
+            scale: embed_scale,
+        },
+        output_norm,
+        output,
+    ))
+}

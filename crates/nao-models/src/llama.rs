@@ -1,0 +1,39 @@
+//! Llama (2 and 3 style): pre-norm decoder, GQA, RoPE on adjacent pairs (GGUF converters
+//! permute q/k for it), SwiGLU, optional Llama 3 `rope_freqs` frequency factors.
+//! Reference: llama.cpp `src/models/llama.cpp`; Llama 3 paper (arXiv:2407.21783).
+
+use crate::layers::{blk, standard, Activation, Block, Decoder, Loader};
+use crate::{ModelConfig, ModelError};
+use nao_kernels::ops::{Rope, RopeStyle};
+
+pub fn load(l: &Loader, cfg: ModelConfig) -> Result<Decoder, ModelError> {
+    let factors = l.vector_opt("rope_freqs.weight", cfg.n_rot / 2)?;
+    let rope = Rope::new(
+        RopeStyle::Normal,
+        cfg.n_rot,
+        cfg.rope_base,
+        cfg.rope_freq_scale,
+        factors.as_deref(),
+    );
+    let scale = 1.0 / (cfg.head_dim as f32).sqrt();
+    let blocks = (0..cfg.n_layer)
+        .map(|il| {
+            Ok(Block {
+                attn_norm: l.vector(&blk(il, "attn_norm.weight"), cfg.n_embd)?,
+                attn: standard::attention(l, &cfg, il, rope.clone(), scale, None)?,
+                post_attn_norm: None,
+                ffn_norm: l.vector(&blk(il, "ffn_norm.weight"), cfg.n_embd)?,
+                mlp: standard::mlp(l, &cfg, il, Activation::Silu)?,
+                post_ffn_norm: None,
+            })
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    let (embed, output_norm, output) = standard::embed_and_head(l, &cfg, 1.0)?;
+    Ok(Decoder {
+        cfg,
+        embed,
+        blocks,
+        output_norm,
+        output,
+    })
+}
