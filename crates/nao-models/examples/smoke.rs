@@ -11,10 +11,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = Arc::new(nao_gguf::GgufFile::open(path)?);
     let model = load_model(file)?;
     eprintln!("loaded in {:?}", t0.elapsed());
-    let mut c = Compute::new(2);
+    let mut c = Compute::new(std::env::var("NT").ok().and_then(|v| v.parse().ok()).unwrap_or(2));
     let mut cache = model.new_cache(256);
     let t0 = std::time::Instant::now();
-    let logits = model.forward(&ids, 0, &mut cache, &mut c, false)?;
+    let logits = if std::env::var("ONEBYONE").is_ok() {
+        let mut l = Vec::new();
+        for (i, &t) in ids.iter().enumerate() {
+            l = model.forward(&[t], i, &mut cache, &mut c, false)?;
+        }
+        l
+    } else {
+        model.forward(&ids, 0, &mut cache, &mut c, false)?
+    };
     eprintln!("prefill {} tokens in {:?}", ids.len(), t0.elapsed());
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let lse = max + logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32;

@@ -1,3 +1,26 @@
 //! nao-tokenizer: tokenizers built from GGUF metadata, and chat templates.
+//!
+//! - [`Vocab`]: the `tokenizer.ggml.*` metadata as a plain struct ([`vocab`]).
+//! - [`Tokenizer`]: byte-level BPE (Qwen, Llama 3, DeepSeek; [`bpe`] + [`pretokenize`])
+//!   and SentencePiece-style BPE (Gemma, Llama 2; [`spm`]), matching llama.cpp's ids.
+//! - [`StreamDecoder`]: incremental detokenization ([`stream`]).
+//! - [`chat`]: chat templates.
 
 pub mod chat;
+
+mod bpe;
+mod error;
+mod gguf;
+mod hash;
+mod pretokenize;
+mod spm;
+mod stream;
+mod tokenizer;
+mod unicode;
+pub mod vocab;
+
+pub use error::TokenizerError;
+pub use gguf::vocab_from_gguf;
+pub use stream::StreamDecoder;
+pub use tokenizer::Tokenizer;
+pub use vocab::Vocab;

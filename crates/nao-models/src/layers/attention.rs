@@ -100,8 +100,19 @@ impl Attention {
             self.rope.apply(&mut q[i * qd..(i + 1) * qd], s.head_dim, pos + i);
             self.rope.apply(&mut k[i * kd..(i + 1) * kd], s.head_dim, pos + i);
         }
+        if std::env::var_os("NAO_F16KV").is_some() {
+            let r = |x: &mut [f32]| x.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+            r(&mut k);
+            let mut v = v.clone();
+            r(&mut v);
+            q.iter_mut().for_each(|v| *v *= self.scale);
+            r(&mut q);
+            cache.k[pos * kd..(pos + n) * kd].copy_from_slice(&k);
+            cache.v[pos * vd..(pos + n) * vd].copy_from_slice(&v);
+        } else {
         cache.k[pos * kd..(pos + n) * kd].copy_from_slice(&k);
         cache.v[pos * vd..(pos + n) * vd].copy_from_slice(&v);
+        }
 
         let od = s.n_head * s.head_dim_v;
         let mut out = vec![0.0f32; n * od]; // [n, n_head * head_dim_v]
@@ -121,16 +132,42 @@ impl Attention {
                 };
                 let kh = h / group;
                 let qh = &q[i * qd + h * s.head_dim..i * qd + (h + 1) * s.head_dim];
+                if std::env::var_os("NAO_F16ACC").is_some() {
+                    use half::f16;
+                    let mut m = f32::NEG_INFINITY;
+                    let mut sum = 0.0f32;
+                    let mut vkq = vec![f16::ZERO; s.head_dim_v];
+                    for kp in lo..=p {
+                        let kr = &ck[kp * kd + kh * s.head_dim..kp * kd + (kh + 1) * s.head_dim];
+                        let sc = dot_f32(qh, kr);
+                        let mold = m;
+                        let (ms, vs);
+                        if sc > m {
+                            m = sc;
+                            ms = (mold - m).exp();
+                            vs = 1.0f32;
+                            for a in vkq.iter_mut() { *a = f16::from_f32(a.to_f32() * ms); }
+                        } else {
+                            ms = 1.0;
+                            vs = (sc - m).exp();
+                        }
+                        let vr = &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
+                        for (a, &x) in vkq.iter_mut().zip(vr) { *a = f16::from_f32(a.to_f32() + x * vs); }
+                        sum = sum * ms + vs;
+                    }
+                    for (a, x) in acc.iter_mut().zip(&vkq) { *a = x.to_f32() / sum; }
+                } else {
                 scores.clear();
                 for kp in lo..=p {
                     let kr = &ck[kp * kd + kh * s.head_dim..kp * kd + (kh + 1) * s.head_dim];
-                    scores.push(dot_f32(qh, kr) * self.scale);
+                    scores.push(dot_f32(qh, kr) * if std::env::var_os("NAO_F16KV").is_some() { 1.0 } else { self.scale });
                 }
                 softmax(&mut scores);
                 acc.iter_mut().for_each(|a| *a = 0.0);
                 for (j, kp) in (lo..=p).enumerate() {
                     let vr = &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
                     axpy(scores[j], vr, &mut acc);
+                }
                 }
                 let base = i * od + h * s.head_dim_v;
                 for (d, &a) in acc.iter().enumerate() {

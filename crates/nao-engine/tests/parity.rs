@@ -1,0 +1,131 @@
+//! Model parity against llama.cpp: greedy continuations with top-5 logprobs
+//! (`tests/fixtures/*.greedy.json`, made by llama-server on the same GGUF files).
+//!
+//! Rule (from the fixtures' README): tokens must equal llama.cpp's at every step up to the
+//! first near tie (llama.cpp's top two logprobs within 0.1), and at every compared step the
+//! chosen token's logprob must be within 0.1 of llama.cpp's.
+//!
+//! The model files are fetched by `scripts/fetch-models.sh` into `models/`; when a file is
+//! absent the test says so and passes only if `NAO_REQUIRE_MODELS` is unset (CI sets it).
+
+use nao_engine::{generate, GenerateParams, SamplerConfig};
+use nao_gguf::GgufFile;
+use nao_models::{load_model, Compute};
+use nao_tokenizer::Tokenizer;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const TIE: f64 = 0.1;
+const LOGPROB_TOL: f64 = 0.1;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn model_path(file: &str) -> Option<PathBuf> {
+    let p = root().join("models").join(file);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("NAO_REQUIRE_MODELS").is_none(),
+        "{} is missing and NAO_REQUIRE_MODELS is set: run scripts/fetch-models.sh",
+        p.display()
+    );
+    eprintln!("skipping: {} not found (run scripts/fetch-models.sh)", p.display());
+    None
+}
+
+fn check_greedy(model_file: &str) {
+    let Some(path) = model_path(model_file) else {
+        return;
+    };
+    let fixture_path = root()
+        .join("tests/fixtures")
+        .join(model_file.replace(".gguf", ".greedy.json"));
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(&fixture_path).expect("fixture readable"))
+            .expect("fixture is JSON");
+    let file = Arc::new(GgufFile::open(&path).expect("model opens"));
+    let tok = Tokenizer::from_gguf(&file).expect("tokenizer builds");
+    let model = load_model(Arc::clone(&file)).expect("model loads");
+    let mut compute = Compute::new(
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    );
+    let cases = fixture["cases"].as_array().expect("cases");
+    let mut failures = Vec::new();
+    let mut compared_total = 0;
+    for case in cases {
+        let prompt_text = case["prompt"].as_str().expect("prompt");
+        let steps = case["steps"].as_array().expect("steps");
+        let prompt = tok.encode(prompt_text, true, true);
+        assert_eq!(
+            prompt.len() as u64,
+            case["prompt_n_tokens"].as_u64().expect("n tokens"),
+            "prompt token count for {prompt_text:?}"
+        );
+        let params = GenerateParams {
+            max_tokens: steps.len(),
+            n_ctx: prompt.len() + steps.len() + 1,
+            sampler: SamplerConfig::greedy(),
+            top_logprobs: 5,
+            stop_at_eog: true,
+        };
+        let g = generate(&model, &tok, &mut compute, &prompt, &params, |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .expect("generation runs");
+        let mut compared = 0;
+        for (i, step) in steps.iter().enumerate() {
+            let top = step["top"].as_array().expect("top");
+            let lp = |j: usize| top[j][1].as_f64().expect("logprob");
+            let want = step["id"].as_u64().expect("id") as u32;
+            let want_lp = step["logprob"].as_f64().expect("logprob");
+            let Some(&got) = g.tokens.get(i) else {
+                failures.push(format!("{prompt_text:?}: stopped after {i} steps"));
+                break;
+            };
+            // nao's logprob of llama.cpp's chosen token at this step.
+            let ours = g.top_logprobs[i]
+                .iter()
+                .find(|(id, _)| *id == want)
+                .map(|&(_, l)| l as f64);
+            match ours {
+                Some(l) if (l - want_lp).abs() <= LOGPROB_TOL => {}
+                other => failures.push(format!(
+                    "{prompt_text:?} step {i}: logprob of {want} is {other:?}, llama.cpp {want_lp:.4}"
+                )),
+            }
+            compared += 1;
+            let near_tie = top.len() > 1 && (lp(0) - lp(1)).abs() < TIE;
+            if near_tie {
+                break;
+            }
+            if got != want {
+                failures.push(format!(
+                    "{prompt_text:?} step {i}: token {got}, llama.cpp {want} (top {:?}, ours {:?})",
+                    &top[..2],
+                    &g.top_logprobs[i][..2]
+                ));
+                break;
+            }
+        }
+        compared_total += compared;
+        eprintln!("{prompt_text:?}: {compared} steps compared");
+    }
+    eprintln!("{model_file}: {compared_total} steps compared over {} prompts", cases.len());
+    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn gemma3_greedy_matches_llama_cpp() {
+    check_greedy("gemma-3-270m-q4_k_m.gguf");
+}
+
+#[test]
+fn qwen2_greedy_matches_llama_cpp() {
+    check_greedy("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+}
