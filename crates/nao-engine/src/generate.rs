@@ -91,7 +91,8 @@ pub fn generate(
     let mut pos = prompt.len();
     while out.tokens.len() < params.max_tokens {
         if params.top_logprobs > 0 {
-            out.top_logprobs.push(top_logprobs(&logits, params.top_logprobs));
+            out.top_logprobs
+                .push(top_logprobs(&logits, params.top_logprobs));
         }
         let id = sampler.sample(&mut logits, &history)?;
         out.tokens.push(id);

@@ -19,5 +19,8 @@ pub enum EngineError {
     #[error("the prompt is empty: nothing to condition on")]
     EmptyPrompt,
     #[error("prompt has {n_prompt_tokens} tokens, the context size is {n_ctx}")]
-    PromptTooLong { n_prompt_tokens: usize, n_ctx: usize },
+    PromptTooLong {
+        n_prompt_tokens: usize,
+        n_ctx: usize,
+    },
 }

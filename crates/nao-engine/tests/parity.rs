@@ -33,7 +33,10 @@ fn model_path(file: &str) -> Option<PathBuf> {
         "{} is missing and NAO_REQUIRE_MODELS is set: run scripts/fetch-models.sh",
         p.display()
     );
-    eprintln!("skipping: {} not found (run scripts/fetch-models.sh)", p.display());
+    eprintln!(
+        "skipping: {} not found (run scripts/fetch-models.sh)",
+        p.display()
+    );
     None
 }
 
@@ -116,8 +119,15 @@ fn check_greedy(model_file: &str) {
         compared_total += compared;
         eprintln!("{prompt_text:?}: {compared} steps compared");
     }
-    eprintln!("{model_file}: {compared_total} steps compared over {} prompts", cases.len());
-    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
+    eprintln!(
+        "{model_file}: {compared_total} steps compared over {} prompts",
+        cases.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "parity failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

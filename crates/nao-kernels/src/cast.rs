@@ -7,7 +7,9 @@ use std::mem::{align_of, size_of};
 /// `size_of::<T>()` or the start is not aligned for `T`.
 pub fn cast_slice<T: Block>(bytes: &[u8]) -> Option<&[T]> {
     let size = size_of::<T>();
-    if bytes.len() % size != 0 || (bytes.as_ptr() as usize) % align_of::<T>() != 0 {
+    if !bytes.len().is_multiple_of(size)
+        || !(bytes.as_ptr() as usize).is_multiple_of(align_of::<T>())
+    {
         return None;
     }
     // SAFETY: `T: Block` is valid for every bit pattern and has no padding; the pointer is
@@ -20,7 +22,9 @@ pub fn cast_slice<T: Block>(bytes: &[u8]) -> Option<&[T]> {
 pub fn as_bytes<T: Block>(blocks: &[T]) -> &[u8] {
     // SAFETY: `T: Block` has no padding, so every byte of the slice is initialised; u8 has
     // alignment 1 and the byte length is exactly len * size_of::<T>().
-    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks)) }
+    unsafe {
+        std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
+    }
 }
 
 #[cfg(test)]
@@ -30,9 +34,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_length_and_alignment() {
-        let buf = vec![0u8; 18 * 3 + 2];
+        let buf = [0u8; 18 * 3 + 2];
         assert!(cast_slice::<BlockQ4_0>(&buf[..18 * 3 + 1]).is_none());
-        assert_eq!(cast_slice::<BlockQ4_0>(&buf[..54]).map(|s| s.len()), Some(3));
+        assert_eq!(
+            cast_slice::<BlockQ4_0>(&buf[..54]).map(|s| s.len()),
+            Some(3)
+        );
         let f = vec![0f32; 4];
         let bytes = as_bytes(&f);
         assert!(cast_slice::<f32>(&bytes[1..5]).is_none());

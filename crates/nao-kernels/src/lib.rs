@@ -34,7 +34,11 @@ pub enum KernelError {
         block_bytes: usize,
     },
     #[error("{dtype}: {n} elements is not a multiple of the block size {block}")]
-    BadElementCount { dtype: DType, n: usize, block: usize },
+    BadElementCount {
+        dtype: DType,
+        n: usize,
+        block: usize,
+    },
     #[error("tensor data is not aligned to {align} bytes for {dtype}")]
     Misaligned { dtype: DType, align: usize },
     #[error("buffer size mismatch: expected {expected}, got {got}")]

@@ -226,7 +226,8 @@ mod tests {
     fn runs_every_index_once_many_times() {
         let pool = ThreadPool::new(3);
         for _ in 0..2000 {
-            let hits: Vec<AtomicUsize> = (0..pool.n_threads()).map(|_| AtomicUsize::new(0)).collect();
+            let hits: Vec<AtomicUsize> =
+                (0..pool.n_threads()).map(|_| AtomicUsize::new(0)).collect();
             pool.run(&|t| {
                 hits[t].fetch_add(1, Ordering::Relaxed);
             });

@@ -42,7 +42,8 @@ impl Meta<'_> {
         Ok(self.file.get_u32(&self.key(k))?.map(|v| v as usize))
     }
     pub fn u32_req(&self, k: &str) -> Result<usize, ModelError> {
-        self.u32_opt(k)?.ok_or_else(|| ModelError::MissingKey(self.key(k)))
+        self.u32_opt(k)?
+            .ok_or_else(|| ModelError::MissingKey(self.key(k)))
     }
     pub fn f32_opt(&self, k: &str) -> Result<Option<f32>, ModelError> {
         Ok(self.file.get_f32(&self.key(k))?)
@@ -62,7 +63,9 @@ impl ModelConfig {
                 "n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv}"
             )));
         }
-        let head_dim = m.u32_opt("attention.key_length")?.unwrap_or(n_embd / n_head);
+        let head_dim = m
+            .u32_opt("attention.key_length")?
+            .unwrap_or(n_embd / n_head);
         let head_dim_v = m.u32_opt("attention.value_length")?.unwrap_or(head_dim);
         let n_rot = m.u32_opt("rope.dimension_count")?.unwrap_or(head_dim);
         if head_dim == 0 || n_rot > head_dim || n_rot % 2 != 0 {
@@ -95,7 +98,9 @@ impl ModelConfig {
             n_ff: m.u32_opt("feed_forward_length")?.unwrap_or(0),
             n_vocab,
             n_ctx_train: m.u32_opt("context_length")?.unwrap_or(2048),
-            rms_eps: m.f32_opt("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
+            rms_eps: m
+                .f32_opt("attention.layer_norm_rms_epsilon")?
+                .unwrap_or(1e-6),
             rope_base: m.f32_opt("rope.freq_base")?.unwrap_or(10_000.0),
             rope_freq_scale,
             n_rot,
@@ -113,6 +118,9 @@ impl ModelConfig {
 
     /// K/V row sizes (all kv heads) per position.
     pub fn kv_dims(&self) -> (usize, usize) {
-        (self.n_head_kv * self.head_dim, self.n_head_kv * self.head_dim_v)
+        (
+            self.n_head_kv * self.head_dim,
+            self.n_head_kv * self.head_dim_v,
+        )
     }
 }

@@ -14,7 +14,13 @@ const ROPE_BASE_LOCAL: f32 = 10_000.0;
 
 pub fn load(l: &Loader, cfg: ModelConfig) -> Result<Decoder, ModelError> {
     let window = cfg.sliding_window;
-    let rope_global = Rope::new(RopeStyle::Neox, cfg.n_rot, cfg.rope_base, cfg.rope_freq_scale, None);
+    let rope_global = Rope::new(
+        RopeStyle::Neox,
+        cfg.n_rot,
+        cfg.rope_base,
+        cfg.rope_freq_scale,
+        None,
+    );
     let rope_local = Rope::new(RopeStyle::Neox, cfg.n_rot, ROPE_BASE_LOCAL, 1.0, None);
     let scale = 1.0 / (cfg.head_dim as f32).sqrt();
     let blocks = (0..cfg.n_layer)

@@ -6,7 +6,13 @@ use crate::{ModelConfig, ModelError};
 use nao_kernels::ops::{Rope, RopeStyle};
 
 pub fn load(l: &Loader, cfg: ModelConfig) -> Result<Decoder, ModelError> {
-    let rope = Rope::new(RopeStyle::Neox, cfg.n_rot, cfg.rope_base, cfg.rope_freq_scale, None);
+    let rope = Rope::new(
+        RopeStyle::Neox,
+        cfg.n_rot,
+        cfg.rope_base,
+        cfg.rope_freq_scale,
+        None,
+    );
     let scale = 1.0 / (cfg.head_dim as f32).sqrt();
     let blocks = (0..cfg.n_layer)
         .map(|il| {

@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "nao", version, about = "Run open-weight LLMs on the hardware you own")]
+#[command(
+    name = "nao",
+    version,
+    about = "Run open-weight LLMs on the hardware you own"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -179,7 +183,11 @@ fn run(a: RunArgs) -> Result<()> {
     let g = generate(&model, &tok, &mut compute, &prompt, &params, |piece| {
         if !json {
             let mut out = stdout.lock();
-            if out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_err() {
+            if out
+                .write_all(piece.as_bytes())
+                .and_then(|_| out.flush())
+                .is_err()
+            {
                 return ControlFlow::Break(());
             }
         }

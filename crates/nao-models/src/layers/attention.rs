@@ -45,16 +45,19 @@ impl KvCache {
 
     /// Bytes held by the cache.
     pub fn n_bytes(&self) -> usize {
-        self.layers.iter().map(|l| (l.k.len() + l.v.len()) * 4).sum()
+        self.layers
+            .iter()
+            .map(|l| (l.k.len() + l.v.len()) * 4)
+            .sum()
     }
 }
 
 /// One attention layer: projections, norms, RoPE, and the attention core.
 pub struct Attention {
-    pub q: Linear, // [n_head * head_dim, n_embd]
-    pub k: Linear, // [n_head_kv * head_dim, n_embd]
-    pub v: Linear, // [n_head_kv * head_dim_v, n_embd]
-    pub o: Linear, // [n_embd, n_head * head_dim_v]
+    pub q: Linear,                // [n_head * head_dim, n_embd]
+    pub k: Linear,                // [n_head_kv * head_dim, n_embd]
+    pub v: Linear,                // [n_head_kv * head_dim_v, n_embd]
+    pub o: Linear,                // [n_embd, n_head * head_dim_v]
     pub q_norm: Option<Vec<f32>>, // [head_dim]
     pub k_norm: Option<Vec<f32>>, // [head_dim]
     pub norm_eps: f32,
@@ -97,11 +100,16 @@ impl Attention {
         let kd = s.n_head_kv * s.head_dim;
         let vd = s.n_head_kv * s.head_dim_v;
         for i in 0..n {
-            self.rope.apply(&mut q[i * qd..(i + 1) * qd], s.head_dim, pos + i);
-            self.rope.apply(&mut k[i * kd..(i + 1) * kd], s.head_dim, pos + i);
+            self.rope
+                .apply(&mut q[i * qd..(i + 1) * qd], s.head_dim, pos + i);
+            self.rope
+                .apply(&mut k[i * kd..(i + 1) * kd], s.head_dim, pos + i);
         }
         if std::env::var_os("NAO_F16KV").is_some() {
-            let r = |x: &mut [f32]| x.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+            let r = |x: &mut [f32]| {
+                x.iter_mut()
+                    .for_each(|v| *v = half::f16::from_f32(*v).to_f32())
+            };
             r(&mut k);
             let mut v = v.clone();
             r(&mut v);
@@ -110,8 +118,8 @@ impl Attention {
             cache.k[pos * kd..(pos + n) * kd].copy_from_slice(&k);
             cache.v[pos * vd..(pos + n) * vd].copy_from_slice(&v);
         } else {
-        cache.k[pos * kd..(pos + n) * kd].copy_from_slice(&k);
-        cache.v[pos * vd..(pos + n) * vd].copy_from_slice(&v);
+            cache.k[pos * kd..(pos + n) * kd].copy_from_slice(&k);
+            cache.v[pos * vd..(pos + n) * vd].copy_from_slice(&v);
         }
 
         let od = s.n_head * s.head_dim_v;
@@ -146,28 +154,43 @@ impl Attention {
                             m = sc;
                             ms = (mold - m).exp();
                             vs = 1.0f32;
-                            for a in vkq.iter_mut() { *a = f16::from_f32(a.to_f32() * ms); }
+                            for a in vkq.iter_mut() {
+                                *a = f16::from_f32(a.to_f32() * ms);
+                            }
                         } else {
                             ms = 1.0;
                             vs = (sc - m).exp();
                         }
-                        let vr = &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
-                        for (a, &x) in vkq.iter_mut().zip(vr) { *a = f16::from_f32(a.to_f32() + x * vs); }
+                        let vr =
+                            &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
+                        for (a, &x) in vkq.iter_mut().zip(vr) {
+                            *a = f16::from_f32(a.to_f32() + x * vs);
+                        }
                         sum = sum * ms + vs;
                     }
-                    for (a, x) in acc.iter_mut().zip(&vkq) { *a = x.to_f32() / sum; }
+                    for (a, x) in acc.iter_mut().zip(&vkq) {
+                        *a = x.to_f32() / sum;
+                    }
                 } else {
-                scores.clear();
-                for kp in lo..=p {
-                    let kr = &ck[kp * kd + kh * s.head_dim..kp * kd + (kh + 1) * s.head_dim];
-                    scores.push(dot_f32(qh, kr) * if std::env::var_os("NAO_F16KV").is_some() { 1.0 } else { self.scale });
-                }
-                softmax(&mut scores);
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for (j, kp) in (lo..=p).enumerate() {
-                    let vr = &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
-                    axpy(scores[j], vr, &mut acc);
-                }
+                    scores.clear();
+                    for kp in lo..=p {
+                        let kr = &ck[kp * kd + kh * s.head_dim..kp * kd + (kh + 1) * s.head_dim];
+                        scores.push(
+                            dot_f32(qh, kr)
+                                * if std::env::var_os("NAO_F16KV").is_some() {
+                                    1.0
+                                } else {
+                                    self.scale
+                                },
+                        );
+                    }
+                    softmax(&mut scores);
+                    acc.iter_mut().for_each(|a| *a = 0.0);
+                    for (j, kp) in (lo..=p).enumerate() {
+                        let vr =
+                            &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
+                        axpy(scores[j], vr, &mut acc);
+                    }
                 }
                 let base = i * od + h * s.head_dim_v;
                 for (d, &a) in acc.iter().enumerate() {

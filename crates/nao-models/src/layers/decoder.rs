@@ -8,12 +8,12 @@ use nao_kernels::ops::{add_assign, rms_norm};
 
 /// One transformer block.
 pub struct Block {
-    pub attn_norm: Vec<f32>,              // [n_embd]
+    pub attn_norm: Vec<f32>, // [n_embd]
     pub attn: Attention,
     pub post_attn_norm: Option<Vec<f32>>, // [n_embd] (Gemma)
     pub ffn_norm: Vec<f32>,               // [n_embd]
     pub mlp: Mlp,
-    pub post_ffn_norm: Option<Vec<f32>>,  // [n_embd] (Gemma)
+    pub post_ffn_norm: Option<Vec<f32>>, // [n_embd] (Gemma)
 }
 
 /// A whole decoder-only model.
@@ -50,7 +50,9 @@ impl Decoder {
             return Ok(Vec::new());
         }
         if cache.layers.len() != self.blocks.len() {
-            return Err(ModelError::BadConfig("KV cache made for another model".into()));
+            return Err(ModelError::BadConfig(
+                "KV cache made for another model".into(),
+            ));
         }
         let eps = self.cfg.rms_eps;
         let d = self.cfg.n_embd;

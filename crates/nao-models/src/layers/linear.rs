@@ -29,7 +29,11 @@ impl Loader {
         self.file.tensor(name).is_some()
     }
 
-    fn check_dims(&self, name: &str, expected: &[u64]) -> Result<&nao_gguf::TensorInfo, ModelError> {
+    fn check_dims(
+        &self,
+        name: &str,
+        expected: &[u64],
+    ) -> Result<&nao_gguf::TensorInfo, ModelError> {
         let t = self.info(name)?;
         if t.dims != expected {
             return Err(ModelError::BadShape {
@@ -45,7 +49,10 @@ impl Loader {
     pub fn linear(&self, name: &str, cols: usize, rows: usize) -> Result<Linear, ModelError> {
         let wname = format!("{name}.weight");
         let t = self.check_dims(&wname, &[cols as u64, rows as u64])?;
-        if matches!(t.dtype, DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::F64 | DType::Q8K) {
+        if matches!(
+            t.dtype,
+            DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::F64 | DType::Q8K
+        ) {
             return Err(ModelError::UnsupportedType {
                 tensor: wname,
                 dtype: t.dtype,
@@ -113,7 +120,13 @@ impl Linear {
     }
 
     /// `x`: `[n, cols]` → `y`: `[n, rows]`.
-    pub fn forward(&self, x: &[f32], n: usize, y: &mut [f32], c: &mut Compute) -> Result<(), ModelError> {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        c: &mut Compute,
+    ) -> Result<(), ModelError> {
         matmul(&self.view(), x, n, y, &mut c.acts, &c.pool)?;
         if let Some(b) = &self.bias {
             for row in y.chunks_exact_mut(self.rows) {

@@ -7,7 +7,7 @@ mod linear;
 mod mlp;
 pub mod standard;
 
-pub use attention::{AttnShape, Attention, KvCache, LayerCache};
+pub use attention::{Attention, AttnShape, KvCache, LayerCache};
 pub use compute::Compute;
 pub use decoder::{Block, Decoder};
 pub use linear::{blk, Embedding, Linear, Loader};

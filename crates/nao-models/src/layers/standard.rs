@@ -2,7 +2,7 @@
 //! (`blk.N.attn_q`, `blk.N.ffn_gate`, ...). Architecture files call these with their quirks.
 
 use crate::layers::linear::blk;
-use crate::layers::{Activation, AttnShape, Attention, Embedding, Loader, Mlp};
+use crate::layers::{Activation, Attention, AttnShape, Embedding, Loader, Mlp};
 use crate::{ModelConfig, ModelError};
 use nao_kernels::ops::Rope;
 
