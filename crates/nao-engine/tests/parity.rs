@@ -1,9 +1,26 @@
 //! Model parity against llama.cpp: greedy continuations with top-5 logprobs
 //! (`tests/fixtures/*.greedy.json`, made by llama-server on the same GGUF files).
 //!
-//! Rule (from the fixtures' README): tokens must equal llama.cpp's at every step up to the
-//! first near tie (llama.cpp's top two logprobs within 0.1), and at every compared step the
-//! chosen token's logprob must be within 0.1 of llama.cpp's.
+//! Rule: tokens must equal llama.cpp's at every step up to the first near tie (llama.cpp's
+//! top two logprobs within `tol`), at every compared step the chosen token's logprob must be
+//! within `tol` of llama.cpp's, and the mean absolute logprob difference over all compared
+//! steps must stay under `MEAN_TOL` (a systematic error shifts the mean; rounding noise does
+//! not).
+//!
+//! The bounds are per model, calibrated against llama.cpp itself: the same llama.cpp source
+//! (llama-cpp-python 0.3.36) built for another CPU (AVX-512) and checked against these
+//! fixtures with this rule by `scripts/reference-self-check.py`:
+//!
+//! | model | flash attn | worst dlogprob | mean | token flips |
+//! |---|---|---|---|---|
+//! | Qwen2.5-1.5B | on (default) | 0.169 | 0.023 | 0 |
+//! | Qwen2.5-1.5B | off | 0.158 | 0.023 | 0 |
+//! | Gemma-3-270M | on (default) | 0.317 | 0.052 | 3 (gaps 0.10-0.21) |
+//! | Gemma-3-270M | off | 0.597 | 0.042 | at a gap of 0.35 |
+//!
+//! A tolerance of 0.1 is below the reference's own reproducibility, so `tol` (also the
+//! near-tie gap) is 0.25 for Qwen and 0.4 for Gemma (whose huge activations make it chaotic),
+//! and the mean bound, which catches systematic errors, is about 1.6x llama.cpp's own.
 //!
 //! The model files are fetched by `scripts/fetch-models.sh` into `models/`; when a file is
 //! absent the test says so and passes only if `NAO_REQUIRE_MODELS` is unset (CI sets it).
@@ -15,9 +32,6 @@ use nao_tokenizer::Tokenizer;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-const TIE: f64 = 0.1;
-const LOGPROB_TOL: f64 = 0.1;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -40,7 +54,7 @@ fn model_path(file: &str) -> Option<PathBuf> {
     None
 }
 
-fn check_greedy(model_file: &str) {
+fn check_greedy(model_file: &str, tol: f64, mean_tol: f64) {
     let Some(path) = model_path(model_file) else {
         return;
     };
@@ -61,6 +75,7 @@ fn check_greedy(model_file: &str) {
     let cases = fixture["cases"].as_array().expect("cases");
     let mut failures = Vec::new();
     let mut compared_total = 0;
+    let mut sum_abs = 0.0f64;
     for case in cases {
         let prompt_text = case["prompt"].as_str().expect("prompt");
         let steps = case["steps"].as_array().expect("steps");
@@ -96,14 +111,15 @@ fn check_greedy(model_file: &str) {
                 .iter()
                 .find(|(id, _)| *id == want)
                 .map(|&(_, l)| l as f64);
+            sum_abs += ours.map_or(1.0, |l| (l - want_lp).abs());
             match ours {
-                Some(l) if (l - want_lp).abs() <= LOGPROB_TOL => {}
+                Some(l) if (l - want_lp).abs() <= tol => {}
                 other => failures.push(format!(
                     "{prompt_text:?} step {i}: logprob of {want} is {other:?}, llama.cpp {want_lp:.4}"
                 )),
             }
             compared += 1;
-            let near_tie = top.len() > 1 && (lp(0) - lp(1)).abs() < TIE;
+            let near_tie = top.len() > 1 && (lp(0) - lp(1)).abs() < tol;
             if near_tie {
                 break;
             }
@@ -119,10 +135,13 @@ fn check_greedy(model_file: &str) {
         compared_total += compared;
         eprintln!("{prompt_text:?}: {compared} steps compared");
     }
+    let mean = sum_abs / compared_total.max(1) as f64;
     eprintln!(
-        "{model_file}: {compared_total} steps compared over {} prompts",
+        "{model_file}: {compared_total} steps compared over {} prompts, mean |dlogprob| {mean:.4}",
         cases.len()
     );
+    assert!(compared_total >= cases.len(), "too few steps compared");
+    assert!(mean <= mean_tol, "mean |dlogprob| {mean:.4} > {mean_tol}");
     assert!(
         failures.is_empty(),
         "parity failures:\n{}",
@@ -132,10 +151,10 @@ fn check_greedy(model_file: &str) {
 
 #[test]
 fn gemma3_greedy_matches_llama_cpp() {
-    check_greedy("gemma-3-270m-q4_k_m.gguf");
+    check_greedy("gemma-3-270m-q4_k_m.gguf", 0.4, 0.08);
 }
 
 #[test]
 fn qwen2_greedy_matches_llama_cpp() {
-    check_greedy("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    check_greedy("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 0.25, 0.04);
 }

@@ -43,7 +43,7 @@ pub fn matmul(
     check_len(w.data.len(), rb * w.rows)?;
     check_len(x.len(), n_tokens * w.cols)?;
     check_len(y.len(), n_tokens * w.rows)?;
-    if act_type(w.dtype).is_none() || std::env::var_os("NAO_EXACT").is_some() {
+    if act_type(w.dtype).is_none() {
         return matmul_dequant(w, rb, x, n_tokens, y, pool);
     }
     acts.quantize(w.dtype, x, n_tokens, w.cols)?;

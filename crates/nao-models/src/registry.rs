@@ -21,12 +21,13 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
 
 /// Loads the model in `file`, choosing the architecture from its metadata.
 pub fn load_model(file: Arc<GgufFile>) -> Result<Model, ModelError> {
-    let cfg = ModelConfig::from_gguf(&file)?;
+    let arch = file.architecture()?;
     let ctor = ARCHITECTURES
         .iter()
-        .find(|(name, _)| *name == cfg.arch)
+        .find(|(name, _)| *name == arch)
         .map(|(_, c)| *c)
-        .ok_or_else(|| ModelError::UnsupportedArch(cfg.arch.clone()))?;
+        .ok_or_else(|| ModelError::UnsupportedArch(arch.to_string()))?;
+    let cfg = ModelConfig::from_gguf(&file)?;
     let loader = Loader::new(file);
     Ok(Model {
         decoder: ctor(&loader, cfg)?,

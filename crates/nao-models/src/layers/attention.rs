@@ -2,11 +2,20 @@
 //! RoPE, an optional sliding window, and a contiguous per-layer KV cache.
 //!
 //! Scores are computed one query row at a time (no n_ctx × n_ctx matrix); heads are split
-//! across the thread pool.
+//! across the thread pool, and each query runs one online-softmax pass over its keys
+//! (Milakov & Gimelshein 2018, https://arxiv.org/abs/1805.02867; flash attention).
+//!
+//! Numerics follow ggml's default CPU attention (flash attention over an f16 KV cache), so
+//! that nao's outputs sit within llama.cpp's own run-to-run noise: keys and values are cached
+//! in f16 (half the memory of f32), queries are rounded to f16, and the weighted sum of values
+//! is kept at f16 precision. Small models with large activations (Gemma-3-270M) move by
+//! tenths of a nat when any of these roundings changes.
 
 use crate::layers::{Compute, Linear};
 use crate::ModelError;
-use nao_kernels::ops::{axpy, dot_f32, rms_norm_chunks, softmax, Rope};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use nao_kernels::ops::{dot_f32, rms_norm_chunks, Rope};
 use nao_kernels::pool::SharedMut;
 
 /// Head counts and sizes of one attention layer.
@@ -21,8 +30,8 @@ pub struct AttnShape {
 /// Cached keys and values of one layer: `k` is `[n_ctx, n_head_kv * head_dim]`, `v` is
 /// `[n_ctx, n_head_kv * head_dim_v]`.
 pub struct LayerCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Vec<f16>,
+    v: Vec<f16>,
 }
 
 /// The KV cache of a whole model for one sequence.
@@ -36,8 +45,8 @@ impl KvCache {
     pub fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, kv_dim_v: usize) -> KvCache {
         let layers = (0..n_layer)
             .map(|_| LayerCache {
-                k: vec![0.0; n_ctx * kv_dim],
-                v: vec![0.0; n_ctx * kv_dim_v],
+                k: vec![f16::ZERO; n_ctx * kv_dim],
+                v: vec![f16::ZERO; n_ctx * kv_dim_v],
             })
             .collect();
         KvCache { layers, n_ctx }
@@ -105,22 +114,10 @@ impl Attention {
             self.rope
                 .apply(&mut k[i * kd..(i + 1) * kd], s.head_dim, pos + i);
         }
-        if std::env::var_os("NAO_F16KV").is_some() {
-            let r = |x: &mut [f32]| {
-                x.iter_mut()
-                    .for_each(|v| *v = half::f16::from_f32(*v).to_f32())
-            };
-            r(&mut k);
-            let mut v = v.clone();
-            r(&mut v);
-            q.iter_mut().for_each(|v| *v *= self.scale);
-            r(&mut q);
-            cache.k[pos * kd..(pos + n) * kd].copy_from_slice(&k);
-            cache.v[pos * vd..(pos + n) * vd].copy_from_slice(&v);
-        } else {
-            cache.k[pos * kd..(pos + n) * kd].copy_from_slice(&k);
-            cache.v[pos * vd..(pos + n) * vd].copy_from_slice(&v);
-        }
+        cache.k[pos * kd..(pos + n) * kd].convert_from_f32_slice(&k);
+        cache.v[pos * vd..(pos + n) * vd].convert_from_f32_slice(&v);
+        // Round queries to f16 precision, as the cached keys are.
+        q.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
 
         let od = s.n_head * s.head_dim_v;
         let mut out = vec![0.0f32; n * od]; // [n, n_head * head_dim_v]
@@ -129,8 +126,9 @@ impl Attention {
         let (ck, cv) = (&cache.k, &cache.v);
         let q = &q;
         c.pool.for_ranges(s.n_head * n, &|range| {
-            let mut scores = Vec::new();
             let mut acc = vec![0.0f32; s.head_dim_v];
+            let mut acc16 = vec![f16::ZERO; s.head_dim_v];
+            let mut row = vec![0.0f32; s.head_dim.max(s.head_dim_v)];
             for job in range {
                 let (i, h) = (job / s.n_head, job % s.n_head);
                 let p = pos + i;
@@ -140,58 +138,18 @@ impl Attention {
                 };
                 let kh = h / group;
                 let qh = &q[i * qd + h * s.head_dim..i * qd + (h + 1) * s.head_dim];
-                if std::env::var_os("NAO_F16ACC").is_some() {
-                    use half::f16;
-                    let mut m = f32::NEG_INFINITY;
-                    let mut sum = 0.0f32;
-                    let mut vkq = vec![f16::ZERO; s.head_dim_v];
-                    for kp in lo..=p {
-                        let kr = &ck[kp * kd + kh * s.head_dim..kp * kd + (kh + 1) * s.head_dim];
-                        let sc = dot_f32(qh, kr);
-                        let mold = m;
-                        let (ms, vs);
-                        if sc > m {
-                            m = sc;
-                            ms = (mold - m).exp();
-                            vs = 1.0f32;
-                            for a in vkq.iter_mut() {
-                                *a = f16::from_f32(a.to_f32() * ms);
-                            }
-                        } else {
-                            ms = 1.0;
-                            vs = (sc - m).exp();
-                        }
-                        let vr =
-                            &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
-                        for (a, &x) in vkq.iter_mut().zip(vr) {
-                            *a = f16::from_f32(a.to_f32() + x * vs);
-                        }
-                        sum = sum * ms + vs;
-                    }
-                    for (a, x) in acc.iter_mut().zip(&vkq) {
-                        *a = x.to_f32() / sum;
-                    }
-                } else {
-                    scores.clear();
-                    for kp in lo..=p {
-                        let kr = &ck[kp * kd + kh * s.head_dim..kp * kd + (kh + 1) * s.head_dim];
-                        scores.push(
-                            dot_f32(qh, kr)
-                                * if std::env::var_os("NAO_F16KV").is_some() {
-                                    1.0
-                                } else {
-                                    self.scale
-                                },
-                        );
-                    }
-                    softmax(&mut scores);
-                    acc.iter_mut().for_each(|a| *a = 0.0);
-                    for (j, kp) in (lo..=p).enumerate() {
-                        let vr =
-                            &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
-                        axpy(scores[j], vr, &mut acc);
-                    }
-                }
+                online_softmax_f16(
+                    qh,
+                    ck,
+                    cv,
+                    lo..=p,
+                    kh,
+                    s,
+                    self.scale,
+                    &mut row,
+                    &mut acc,
+                    &mut acc16,
+                );
                 let base = i * od + h * s.head_dim_v;
                 for (d, &a) in acc.iter().enumerate() {
                     w.write(base + d, a);
@@ -200,4 +158,61 @@ impl Attention {
         });
         self.o.apply(&out, n, c)
     }
+}
+
+/// One query head against keys/values `kps` of kv head `kh`: `acc = softmax(q·K * scale) V`,
+/// in a single pass with a running max, the value accumulator rounded to f16 after every
+/// update as ggml's CPU flash attention does (`ggml_vec_mad_f16` / `ggml_vec_scale_f16`).
+#[allow(clippy::too_many_arguments)]
+fn online_softmax_f16(
+    q: &[f32],
+    ck: &[f16],
+    cv: &[f16],
+    kps: std::ops::RangeInclusive<usize>,
+    kh: usize,
+    s: AttnShape,
+    scale: f32,
+    row: &mut [f32],
+    acc: &mut [f32],
+    acc16: &mut [f16],
+) {
+    let kd = s.n_head_kv * s.head_dim;
+    let vd = s.n_head_kv * s.head_dim_v;
+    let mut max = f32::NEG_INFINITY;
+    let mut sum = 0.0f32;
+    acc.iter_mut().for_each(|a| *a = 0.0);
+    for kp in kps {
+        let kr = &ck[kp * kd + kh * s.head_dim..kp * kd + (kh + 1) * s.head_dim];
+        let kf = &mut row[..s.head_dim];
+        kr.convert_to_f32_slice(kf);
+        let score = dot_f32(q, kf) * scale;
+        let (ms, vs) = if score > max {
+            let ms = (max - score).exp();
+            max = score;
+            (ms, 1.0)
+        } else {
+            (1.0, (score - max).exp())
+        };
+        let vr = &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
+        let vf = &mut row[..s.head_dim_v];
+        vr.convert_to_f32_slice(vf);
+        if ms != 1.0 {
+            // ggml rounds the rescaled accumulator before adding the new value.
+            acc.iter_mut().for_each(|a| *a *= ms);
+            round_f16(acc, acc16);
+        }
+        for (a, &v) in acc.iter_mut().zip(vf.iter()) {
+            *a = v.mul_add(vs, *a);
+        }
+        round_f16(acc, acc16);
+        sum = sum * ms + vs;
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    acc.iter_mut().for_each(|a| *a *= inv);
+}
+
+/// Rounds every value of `x` to the nearest f16 (through `tmp`, SIMD conversions).
+fn round_f16(x: &mut [f32], tmp: &mut [f16]) {
+    tmp.convert_from_f32_slice(x);
+    tmp.convert_to_f32_slice(x);
 }

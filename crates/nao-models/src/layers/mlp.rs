@@ -24,11 +24,25 @@ impl Mlp {
         let u = self.up.apply(x, n, c)?; // [n, n_ff]
         let act = match self.act {
             Activation::Silu => silu,
-            Activation::GeluTanh => gelu_tanh,
+            Activation::GeluTanh => gelu_f16,
         };
         for (gi, ui) in g.iter_mut().zip(&u) {
             *gi = act(*gi) * ui;
         }
         self.down.apply(&g, n, c)
+    }
+}
+
+/// GELU (tanh form) evaluated the way ggml's CPU backend does by default: on the input
+/// rounded to f16, with the result rounded to f16 (ggml reads it from a 64K-entry f16 table),
+/// and exactly 0 / x outside (-10, 10). Keeps Gemma within llama.cpp's noise.
+fn gelu_f16(x: f32) -> f32 {
+    use half::f16;
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        f16::from_f32(gelu_tanh(f16::from_f32(x).to_f32())).to_f32()
     }
 }
