@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 scripts/fetch_models.py qwen gemma
 cargo fmt --all --check
-NAO_REQUIRE_MODELS=1 cargo test --workspace --release
+NAO_REQUIRE_MODELS=1 cargo test --workspace

@@ -17,8 +17,10 @@ use nao_models::{load_model, Compute, Model, ModelError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Max abs logit difference allowed between nao (f32) and the f64 reference.
-const TOL: f64 = 1e-3;
+/// Max abs logit difference allowed between nao and the f64 reference. nao keeps the KV
+/// cache, queries and the attention accumulator at f16 precision (as llama.cpp does), which
+/// moves these logits by ~3e-3; the deliberately wrong references must differ by > 20x TOL.
+const TOL: f64 = 1e-2;
 /// The prompt every model runs (8 tokens, so a window of 3 matters from position 3 on).
 const TOKENS: [u32; 8] = [1, 17, 42, 3, 49, 0, 25, 8];
 

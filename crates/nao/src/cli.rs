@@ -137,9 +137,9 @@ fn apply_chat_template(file: &GgufFile, tok: &Tokenizer, prompt: &str) -> Result
 
 fn run(a: RunArgs) -> Result<()> {
     let file = open(&a.model)?;
-    let tok = load_tokenizer(&file)?;
     let model = load_model(Arc::clone(&file))
         .with_context(|| format!("cannot load model {}", a.model.display()))?;
+    let tok = load_tokenizer(&file)?;
     let (text, add_special) = if a.chat {
         let rendered = apply_chat_template(&file, &tok, &a.prompt)?;
         // A template that writes the BOS text itself must not get a second BOS.
