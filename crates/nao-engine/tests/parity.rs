@@ -18,9 +18,10 @@
 //! | Gemma-3-270M | on (default) | 0.317 | 0.052 | 3 (gaps 0.10-0.21) |
 //! | Gemma-3-270M | off | 0.597 | 0.042 | at a gap of 0.35 |
 //!
-//! A tolerance of 0.1 is below the reference's own reproducibility, so `tol` (also the
-//! near-tie gap) is 0.25 for Qwen and 0.4 for Gemma (whose huge activations make it chaotic),
-//! and the mean bound, which catches systematic errors, is about 1.6x llama.cpp's own.
+//! A per-step tolerance of 0.1 is below the reference's own reproducibility, so the test
+//! asserts three things instead: every step within `tol` (also the near-tie gap: 0.25 for
+//! Qwen, 0.4 for Gemma, whose huge activations make it chaotic); the mean within about 1.6x
+//! llama.cpp's own; and no larger share of steps over 0.1 than llama.cpp's own build has.
 //!
 //! The model files are fetched by `scripts/fetch-models.sh` into `models/`; when a file is
 //! absent the test says so and passes only if `NAO_REQUIRE_MODELS` is unset (CI sets it).
@@ -54,7 +55,23 @@ fn model_path(file: &str) -> Option<PathBuf> {
     None
 }
 
-fn check_greedy(model_file: &str, tol: f64, mean_tol: f64) {
+/// Bounds for one model.
+struct Bounds {
+    /// Per-step |dlogprob| bound, also the near-tie gap.
+    tol: f64,
+    /// Bound on the mean |dlogprob|.
+    mean_tol: f64,
+    /// Largest share of compared steps allowed over the 0.1: llama.cpp's own share
+    /// in the cross-build check above.
+    share_over_0_1: f64,
+}
+
+fn check_greedy(model_file: &str, b: Bounds) {
+    let Bounds {
+        tol,
+        mean_tol,
+        share_over_0_1,
+    } = b;
     let Some(path) = model_path(model_file) else {
         return;
     };
@@ -75,6 +92,7 @@ fn check_greedy(model_file: &str, tol: f64, mean_tol: f64) {
     let cases = fixture["cases"].as_array().expect("cases");
     let mut failures = Vec::new();
     let mut compared_total = 0;
+    let mut over_0_1 = 0usize;
     let mut sum_abs = 0.0f64;
     for case in cases {
         let prompt_text = case["prompt"].as_str().expect("prompt");
@@ -111,7 +129,9 @@ fn check_greedy(model_file: &str, tol: f64, mean_tol: f64) {
                 .iter()
                 .find(|(id, _)| *id == want)
                 .map(|&(_, l)| l as f64);
-            sum_abs += ours.map_or(1.0, |l| (l - want_lp).abs());
+            let d = ours.map_or(1.0, |l| (l - want_lp).abs());
+            sum_abs += d;
+            over_0_1 += usize::from(d > 0.1);
             match ours {
                 Some(l) if (l - want_lp).abs() <= tol => {}
                 other => failures.push(format!(
@@ -142,6 +162,16 @@ fn check_greedy(model_file: &str, tol: f64, mean_tol: f64) {
     );
     assert!(compared_total >= cases.len(), "too few steps compared");
     assert!(mean <= mean_tol, "mean |dlogprob| {mean:.4} > {mean_tol}");
+    let share = over_0_1 as f64 / compared_total.max(1) as f64;
+    eprintln!(
+        "{model_file}: {over_0_1} steps over 0.1 ({:.1}%)",
+        share * 100.0
+    );
+    assert!(
+        share <= share_over_0_1,
+        "{over_0_1} of {compared_total} steps differ by more than 0.1, llama.cpp's own build: {:.1}%",
+        share_over_0_1 * 100.0
+    );
     assert!(
         failures.is_empty(),
         "parity failures:\n{}",
@@ -151,10 +181,26 @@ fn check_greedy(model_file: &str, tol: f64, mean_tol: f64) {
 
 #[test]
 fn gemma3_greedy_matches_llama_cpp() {
-    check_greedy("gemma-3-270m-q4_k_m.gguf", 0.4, 0.08);
+    // llama.cpp's own build: 27 of 115 steps over 0.1.
+    check_greedy(
+        "gemma-3-270m-q4_k_m.gguf",
+        Bounds {
+            tol: 0.4,
+            mean_tol: 0.08,
+            share_over_0_1: 27.0 / 115.0,
+        },
+    );
 }
 
 #[test]
 fn qwen2_greedy_matches_llama_cpp() {
-    check_greedy("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 0.25, 0.04);
+    // llama.cpp's own build: 11 of 179 steps over 0.1.
+    check_greedy(
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        Bounds {
+            tol: 0.25,
+            mean_tol: 0.04,
+            share_over_0_1: 11.0 / 179.0,
+        },
+    );
 }
