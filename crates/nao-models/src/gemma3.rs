@@ -3,7 +3,7 @@
 //! and embeddings scaled by √n_embd. Norm weights in GGUF already include Gemma's `1 + w`.
 //! Reference: llama.cpp `src/models/gemma3.cpp`; Gemma 3 report (arXiv:2503.19786).
 
-use crate::layers::{blk, standard, Activation, Block, Decoder, Loader};
+use crate::layers::{standard, Activation, Decoder, Loader};
 use crate::{ModelConfig, ModelError};
 use nao_kernels::ops::{Rope, RopeStyle};
 
@@ -31,23 +31,10 @@ pub fn load(l: &Loader, cfg: ModelConfig) -> Result<Decoder, ModelError> {
             } else {
                 (rope_global.clone(), None)
             };
-            Ok(Block {
-                attn_norm: l.vector(&blk(il, "attn_norm.weight"), cfg.n_embd)?,
-                attn: standard::attention(l, &cfg, il, rope, scale, win)?,
-                post_attn_norm: Some(l.vector(&blk(il, "post_attention_norm.weight"), cfg.n_embd)?),
-                ffn_norm: l.vector(&blk(il, "ffn_norm.weight"), cfg.n_embd)?,
-                mlp: standard::mlp(l, &cfg, il, Activation::GeluTanh)?,
-                post_ffn_norm: Some(l.vector(&blk(il, "post_ffw_norm.weight"), cfg.n_embd)?),
-            })
+            let attn = standard::attention(l, &cfg, il, rope, scale, win)?;
+            standard::block(l, &cfg, il, attn, Activation::GeluTanh, true)
         })
         .collect::<Result<Vec<_>, ModelError>>()?;
     let embed_scale = (cfg.n_embd as f32).sqrt();
-    let (embed, output_norm, output) = standard::embed_and_head(l, &cfg, embed_scale)?;
-    Ok(Decoder {
-        cfg,
-        embed,
-        blocks,
-        output_norm,
-        output,
-    })
+    standard::decoder(l, cfg, blocks, embed_scale)
 }

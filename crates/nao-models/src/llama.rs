@@ -2,7 +2,7 @@
 //! permute q/k for it), SwiGLU, optional Llama 3 `rope_freqs` frequency factors.
 //! Reference: llama.cpp `src/models/llama.cpp`; Llama 3 paper (arXiv:2407.21783).
 
-use crate::layers::{blk, standard, Activation, Block, Decoder, Loader};
+use crate::layers::{standard, Activation, Decoder, Loader};
 use crate::{ModelConfig, ModelError};
 use nao_kernels::ops::{Rope, RopeStyle};
 
@@ -18,22 +18,9 @@ pub fn load(l: &Loader, cfg: ModelConfig) -> Result<Decoder, ModelError> {
     let scale = 1.0 / (cfg.head_dim as f32).sqrt();
     let blocks = (0..cfg.n_layer)
         .map(|il| {
-            Ok(Block {
-                attn_norm: l.vector(&blk(il, "attn_norm.weight"), cfg.n_embd)?,
-                attn: standard::attention(l, &cfg, il, rope.clone(), scale, None)?,
-                post_attn_norm: None,
-                ffn_norm: l.vector(&blk(il, "ffn_norm.weight"), cfg.n_embd)?,
-                mlp: standard::mlp(l, &cfg, il, Activation::Silu)?,
-                post_ffn_norm: None,
-            })
+            let attn = standard::attention(l, &cfg, il, rope.clone(), scale, None)?;
+            standard::block(l, &cfg, il, attn, Activation::Silu, false)
         })
         .collect::<Result<Vec<_>, ModelError>>()?;
-    let (embed, output_norm, output) = standard::embed_and_head(l, &cfg, 1.0)?;
-    Ok(Decoder {
-        cfg,
-        embed,
-        blocks,
-        output_norm,
-        output,
-    })
+    standard::decoder(l, cfg, blocks, 1.0)
 }

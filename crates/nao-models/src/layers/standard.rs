@@ -2,7 +2,7 @@
 //! (`blk.N.attn_q`, `blk.N.ffn_gate`, ...). Architecture files call these with their quirks.
 
 use crate::layers::linear::blk;
-use crate::layers::{Activation, Attention, AttnShape, Embedding, Loader, Mlp};
+use crate::layers::{Activation, Attention, AttnShape, Block, Decoder, Embedding, Loader, Mlp};
 use crate::{ModelConfig, ModelError};
 use nao_kernels::ops::Rope;
 
@@ -50,9 +50,55 @@ pub fn mlp(l: &Loader, cfg: &ModelConfig, il: usize, act: Activation) -> Result<
     })
 }
 
+/// Block `il`: norms, the given attention, and the gated MLP; `post_norms` adds Gemma's
+/// `post_attention_norm` / `post_ffw_norm`.
+pub fn block(
+    l: &Loader,
+    cfg: &ModelConfig,
+    il: usize,
+    attn: Attention,
+    act: Activation,
+    post_norms: bool,
+) -> Result<Block, ModelError> {
+    let d = cfg.n_embd;
+    let post = |name: &str| -> Result<Option<Vec<f32>>, ModelError> {
+        if post_norms {
+            l.vector(&blk(il, name), d).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    Ok(Block {
+        attn_norm: l.vector(&blk(il, "attn_norm.weight"), d)?,
+        attn,
+        post_attn_norm: post("post_attention_norm.weight")?,
+        ffn_norm: l.vector(&blk(il, "ffn_norm.weight"), d)?,
+        mlp: mlp(l, cfg, il, act)?,
+        post_ffn_norm: post("post_ffw_norm.weight")?,
+    })
+}
+
+/// The whole decoder from its blocks, with the embedding (scaled by `embed_scale`), final norm
+/// and output projection.
+pub fn decoder(
+    l: &Loader,
+    cfg: ModelConfig,
+    blocks: Vec<Block>,
+    embed_scale: f32,
+) -> Result<Decoder, ModelError> {
+    let (embed, output_norm, output) = embed_and_head(l, &cfg, embed_scale)?;
+    Ok(Decoder {
+        cfg,
+        embed,
+        blocks,
+        output_norm,
+        output,
+    })
+}
+
 /// Token embedding, final norm and output projection (tied to the embedding when the file
 /// has no `output.weight`).
-pub fn embed_and_head(
+fn embed_and_head(
     l: &Loader,
     cfg: &ModelConfig,
     embed_scale: f32,
