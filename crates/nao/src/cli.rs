@@ -30,6 +30,8 @@ enum Cmd {
     Run(RunArgs),
     /// Print the token ids of a text as a JSON array.
     Tokenize(TokenizeArgs),
+    /// Measure prompt-processing and generation speed (llama-bench's shape).
+    Bench(crate::bench::BenchArgs),
     /// Print a model file's architecture, size, tensor types and context length.
     Info {
         /// Path to a GGUF file.
@@ -97,6 +99,10 @@ pub fn main() -> Result<()> {
         Cmd::Run(a) => run(a),
         Cmd::Tokenize(a) => tokenize(a),
         Cmd::Info { file } => info(&file),
+        Cmd::Bench(a) => {
+            let file = open(a.model_path())?;
+            crate::bench::bench(a, file)
+        }
     }
 }
 
@@ -116,7 +122,7 @@ fn tokenize(a: TokenizeArgs) -> Result<()> {
     let file = open(&a.model)?;
     let tok = load_tokenizer(&file)?;
     let ids = tok.encode(&a.text, a.add_special, a.special);
-    println!("{}", serde_json::to_string(&ids)?);
+    outln!("{}", serde_json::to_string(&ids)?);
     Ok(())
 }
 
@@ -203,9 +209,9 @@ fn run(a: RunArgs) -> Result<()> {
                 .map(|step| step.iter().map(|&(id, lp)| serde_json::json!([id, lp])).collect::<Vec<_>>())
                 .collect::<Vec<_>>(),
         });
-        println!("{obj}");
+        outln!("{obj}");
     } else {
-        println!();
+        outln!("");
         let n = g.tokens.len();
         eprintln!(
             "[prompt: {} tokens, {:.1} tok/s | generated: {} tokens, {:.2} tok/s | threads: {}]",
@@ -219,13 +225,13 @@ fn run(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -246,33 +252,39 @@ fn info(path: &Path) -> Result<()> {
         e.0 += 1;
         e.1 += t.n_bytes;
     }
-    println!("file:           {}", path.display());
-    println!("gguf version:   {}", file.version());
-    println!("architecture:   {arch}");
+    outln!("file:           {}", path.display());
+    outln!("gguf version:   {}", file.version());
+    outln!("architecture:   {arch}");
     if let Some(name) = file.get_str("general.name")? {
-        println!("name:           {name}");
+        outln!("name:           {name}");
     }
-    println!(
+    outln!(
         "parameters:     {n_params} ({:.2} B)",
         n_params as f64 / 1e9
     );
     match nao_models::ModelConfig::from_gguf(&file) {
         Ok(c) => {
-            println!("context length: {}", c.n_ctx_train);
-            println!(
+            outln!("context length: {}", c.n_ctx_train);
+            outln!(
                 "layers: {}, n_embd: {}, heads: {} (kv {}), head dim: {}, ffn: {}, vocab: {}",
-                c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab
+                c.n_layer,
+                c.n_embd,
+                c.n_head,
+                c.n_head_kv,
+                c.head_dim,
+                c.n_ff,
+                c.n_vocab
             );
         }
-        Err(e) => println!("hyper-parameters: unreadable ({e})"),
+        Err(e) => outln!("hyper-parameters: unreadable ({e})"),
     }
     let supported = nao_models::registry::ARCHITECTURES
         .iter()
         .any(|(n, _)| *n == arch);
-    println!("supported:      {}", if supported { "yes" } else { "no" });
-    println!("tensors:        {}", file.tensors().len());
+    outln!("supported:      {}", if supported { "yes" } else { "no" });
+    outln!("tensors:        {}", file.tensors().len());
     for (ty, (count, bytes)) in &by_type {
-        println!("  {ty:<6} {count:>5} tensors  {}", human_bytes(*bytes));
+        outln!("  {ty:<6} {count:>5} tensors  {}", human_bytes(*bytes));
     }
     Ok(())
 }

@@ -189,3 +189,50 @@ fn tokenize_info_and_json_run_on_gemma() {
         .as_str()
         .is_some_and(|t| t.starts_with(" the capital")));
 }
+
+#[test]
+fn bench_json_has_llama_bench_fields() {
+    let Some(m) = model("gemma-3-270m-q4_k_m.gguf") else {
+        return;
+    };
+    let out = nao(&[
+        "bench",
+        "-m",
+        path_str(&m),
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-t",
+        "1",
+        "-r",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 2);
+    for (row, (np, ng, test)) in rows.iter().zip([(8, 0, "pp8"), (0, 4, "tg4")]) {
+        assert_eq!(row["n_prompt"], np);
+        assert_eq!(row["n_gen"], ng);
+        assert_eq!(row["test"], test);
+        assert_eq!(row["n_threads"], 1);
+        let samples = row["samples_ts"].as_array().expect("samples");
+        assert_eq!(samples.len(), 2);
+        let mean = samples.iter().filter_map(Value::as_f64).sum::<f64>() / 2.0;
+        let avg = row["avg_ts"].as_f64().expect("avg_ts");
+        assert!(avg > 0.0 && (avg - mean).abs() < 1e-9 * avg.max(1.0));
+        assert!(row["stddev_ts"].as_f64().is_some_and(|s| s >= 0.0));
+        // Peak RSS covers at least the weights that were read.
+        assert!(row["peak_rss_bytes"]
+            .as_u64()
+            .is_some_and(|r| r > 200 << 20));
+    }
+    let out = nao(&["bench", "-m", path_str(&m), "-r", "0"]);
+    assert_one_line_error(&out, "repetitions");
+}
