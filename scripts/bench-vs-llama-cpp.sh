@@ -9,7 +9,8 @@
 #                                      [--llama-dir DIR] [--no-build]
 #   -p N            prompt tokens for the prefill test (0 skips it)       default 512
 #   -n N            generated tokens for the decode test (0 skips it)     default 128
-#   -t N            threads, applied to both tools                        default 2
+#   -t N[,M...]     threads, applied to both tools                        default 2
+#                   (a list, e.g. 1,2, adds a best-against-best line per test)
 #   -r N            rounds (each round runs each tool once, with -r 1)    default 5
 #   --llama-dir DIR where llama.cpp is found or built   default <repo>/peers/llama.cpp
 #   --no-build      do not build nao (use NAO_BIN or target/release/nao as it is)
@@ -36,7 +37,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -p) [ $# -ge 2 ] || die "-p needs a value"; need_int -p "$2"; p=$2; shift 2 ;;
     -n) [ $# -ge 2 ] || die "-n needs a value"; need_int -n "$2"; n=$2; shift 2 ;;
-    -t) [ $# -ge 2 ] || die "-t needs a value"; need_int -t "$2"; t=$2; shift 2 ;;
+    -t) [ $# -ge 2 ] || die "-t needs a value"
+        [[ "$2" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "-t wants N or N,M,... (each >= 1), got '$2'"
+        t=$2; shift 2 ;;
     -r) [ $# -ge 2 ] || die "-r needs a value"; need_int -r "$2"; r=$2; shift 2 ;;
     --llama-dir) [ $# -ge 2 ] || die "--llama-dir needs a value"; llama_dir=$2; shift 2 ;;
     --no-build) build_nao=0; shift ;;
@@ -48,7 +51,6 @@ done
 [ -n "$model" ] || { usage >&2; die "no MODEL given"; }
 [ -f "$model" ] || die "model file not found: $model"
 [ -r "$model" ] || die "model file not readable: $model"
-[ "$t" -ge 1 ] || die "-t must be >= 1"
 [ "$r" -ge 1 ] || die "-r must be >= 1"
 [ "$p" -gt 0 ] || [ "$n" -gt 0 ] || die "-p and -n are both 0: nothing to measure"
 command -v python3 >/dev/null || die "python3 is required"
@@ -58,7 +60,8 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'echo "bench-vs-llama-cpp: interrupted" >&2; exit 130' INT TERM
 
 # ---------- llama.cpp: find or build ----------
-cpu_has() { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' | grep -qx "$1"; }
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true) "
+cpu_has() { [[ "$cpu_flags" == *" $1 "* ]]; }
 
 llama_cmake_flags() {
   local f=(-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF
@@ -77,12 +80,12 @@ build_llama() {
   local dest=$1
   echo "== llama-bench not found; building llama.cpp (llama-cpp-python $llama_version vendor) in $dest" >&2
   echo "   this takes 15-30 minutes on 2 cores" >&2
-  python3 -m pip install -q cmake ninja || die "pip install cmake ninja failed"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check cmake ninja || die "pip install cmake ninja failed"
   if [ ! -f "$dest/CMakeLists.txt" ]; then
     if [ -e "$dest" ] && [ -n "$(ls -A "$dest" 2>/dev/null)" ]; then
       die "$dest exists, is not empty and holds no llama.cpp source; move it away or pass --llama-dir"
     fi
-    python3 -m pip download -q --no-deps --no-binary llama-cpp-python -d "$tmp/src" \
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary llama-cpp-python -d "$tmp/src" \
       "llama-cpp-python==$llama_version" || die "could not download llama-cpp-python $llama_version sdist"
     tar xzf "$tmp/src/llama_cpp_python-$llama_version.tar.gz" -C "$tmp/src"
     mkdir -p "$(dirname "$dest")"; rm -rf "$dest"
@@ -125,11 +128,16 @@ run_one() {
   local out="$tmp/$tool.$round.json" log="$tmp/$tool.$round.log" rc=0
   "$@" >"$out" 2>"$log" || rc=$?
   if [ "$rc" -ne 0 ]; then
+    echo >&2
     echo "bench-vs-llama-cpp: $tool failed in round $round (exit $rc): $*" >&2
     tail -n 20 "$log" >&2
     if [ "$tool" = llama.cpp ] && [ "$rc" -eq 132 ]; then
-      echo "SIGILL: this llama.cpp build uses instructions the kernel does not grant (AMX?);" \
-           "rebuild it with GGML_NATIVE=OFF (remove $llama_build_dir and rerun)" >&2
+      echo "SIGILL: this llama.cpp build uses instructions the kernel does not grant (AMX?)." >&2
+      if [ -z "${LLAMA_BENCH:-}" ]; then
+        echo "Remove $llama_build_dir and rerun: this script rebuilds it with GGML_NATIVE=OFF." >&2
+      else
+        echo "Rebuild it with -DGGML_NATIVE=OFF and AMX off (see --help), or unset LLAMA_BENCH." >&2
+      fi
     fi
     exit 1
   fi

@@ -44,8 +44,9 @@ def test_name(e):
     return f"pp{np_}" if np_ else f"tg{ng}"
 
 
-def order_key(name):
-    return (0 if name.startswith("pp") and "+" not in name else 1 if name.startswith("tg") else 2, name)
+def order_key(key):
+    name, nt = key
+    return (0 if name.startswith("pp") and "+" not in name else 1 if name.startswith("tg") else 2, name, nt)
 
 
 def mean_sd(xs):
@@ -108,14 +109,14 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--rounds", type=int, required=True)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--threads", required=True, help="the -t value given to both tools (N or N,M,...)")
     ap.add_argument("--llama-bench", default="llama-bench")
     ap.add_argument("--llama-build-dir", default="")
     ap.add_argument("--nao", default="nao")
     ap.add_argument("--load", nargs=2, metavar=("BEFORE", "AFTER"), help="/proc/loadavg 1/5/15 min")
     a = ap.parse_args()
 
-    # samples[tool][test] = [tokens/s per round]; threads[tool] = set of n_threads seen
+    # samples[tool][(test, n_threads)] = [tokens/s per round]; threads[tool] = set of n_threads seen
     samples = {t: {} for t in TOOLS}
     threads = {t: set() for t in TOOLS}
     extra = {t: {} for t in TOOLS}
@@ -124,9 +125,10 @@ def main():
             for e in load_array(os.path.join(a.dir, f"{tool}.{k}.json")):
                 if "avg_ts" not in e:
                     raise SystemExit(f"bench_compare: {tool} round {k}: entry without avg_ts: {e}")
-                samples[tool].setdefault(test_name(e), []).append(float(e["avg_ts"]))
-                if "n_threads" in e:
-                    threads[tool].add(int(e["n_threads"]))
+                nt = int(e.get("n_threads", 0))
+                samples[tool].setdefault((test_name(e), nt), []).append(float(e["avg_ts"]))
+                if nt:
+                    threads[tool].add(nt)
                 for key in ("build_commit", "build_number", "cpu_info", "model_type", "model_size"):
                     if key in e:
                         extra[tool].setdefault(key, e[key])
@@ -135,6 +137,11 @@ def main():
                     extra[tool]["peak_rss_bytes"] = max(rss, extra[tool].get("peak_rss_bytes", 0))
 
     tests = sorted(set(samples["llama.cpp"]) | set(samples["nao"]), key=order_key)
+    multi_t = len({nt for _, nt in tests}) > 1
+
+    def label(key):
+        return f"{key[0]} -t {key[1]}" if multi_t else key[0]
+
     try:
         size = os.path.getsize(a.model)
     except OSError:
@@ -162,7 +169,7 @@ def main():
     if "peak_rss_bytes" in extra["nao"]:
         print(f"  peak RSS: {extra['nao']['peak_rss_bytes'] / 2**20:.1f} MiB (max over rounds)")
     print()
-    w = max([len("test")] + [len(t) for t in tests])
+    w = max([len("test")] + [len(label(t)) for t in tests])
     hdr = f"{'test':<{w}}  {'llama.cpp t/s':>19}  {'nao t/s':>19}  {'nao/llama.cpp':>13}"
     print(hdr)
     print("-" * len(hdr))
@@ -183,26 +190,39 @@ def main():
             ratio = f"{means['nao'] / means['llama.cpp']:13.3f}"
         else:
             ratio = f"{'-':>13}"
-        print(f"{test:<{w}}  {cells[0]}  {cells[1]}  {ratio}")
+        print(f"{label(test):<{w}}  {cells[0]}  {cells[1]}  {ratio}")
+    if multi_t:
+        print()
+        print("best against best (each tool at its faster thread count, by mean):")
+        for base in sorted({b for b, _ in tests}, key=lambda b: order_key((b, 0))):
+            best = {}
+            for tool in TOOLS:
+                cand = [(statistics.fmean(xs), nt) for (b, nt), xs in samples[tool].items() if b == base and xs]
+                if cand:
+                    best[tool] = max(cand)
+            if len(best) == 2 and best["llama.cpp"][0] > 0:
+                (lm, lt), (nm, nt) = best["llama.cpp"], best["nao"]
+                print(f"  {base:<{w}}  llama.cpp {lm:9.2f} (-t {lt})  nao {nm:9.2f} (-t {nt})  "
+                      f"nao/llama.cpp {nm / lm:.3f}")
     print()
     print("per-round t/s:")
     for test in tests:
         for tool in TOOLS:
             xs = samples[tool].get(test, [])
-            print(f"  {test:<{w}} {tool:<9} " + " ".join(f"{x:.2f}" for x in xs))
+            print(f"  {label(test):<{w}} {tool:<9} " + " ".join(f"{x:.2f}" for x in xs))
     noisy = []
     for tool in TOOLS:
         for test, xs in samples[tool].items():
             m, sd = mean_sd(xs)
             if m > 0 and sd / m > 0.10:
-                noisy.append(f"{tool} {test} ({100 * sd / m:.0f}%)")
+                noisy.append(f"{tool} {label(test)} ({100 * sd / m:.0f}%)")
     if noisy:
         print("warning: stddev above 10% of the mean for " + ", ".join(noisy) +
               "; the machine was probably busy, rerun when it is idle", file=sys.stderr)
     for tool in TOOLS:
         for test, xs in samples[tool].items():
             if len(xs) != a.rounds:
-                print(f"warning: {tool} {test} has {len(xs)} samples for {a.rounds} rounds", file=sys.stderr)
+                print(f"warning: {tool} {label(test)} has {len(xs)} samples for {a.rounds} rounds", file=sys.stderr)
     return status
 
 
