@@ -323,17 +323,29 @@ pub fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
                 *h = (q >> 4) as i8;
             }
         }
-        let (sc, mn) = k4_scales_mins(&xb.scales);
-        let mut isum = 0i32;
-        for (g, (ag, qg)) in a.chunks_exact(32).zip(yb.qs.chunks_exact(32)).enumerate() {
-            isum += i32::from(sc[g]) * dot32(ag, qg);
-        }
-        let summs = mins_dot(&yb.bsums, &mn);
-        let d = fp16_to_fp32(xb.d) * yb.d;
-        let dmin = fp16_to_fp32(xb.dmin) * yb.d;
-        sumf += d * isum as f32 - dmin * summs as f32;
+        sumf += k4_block_dot(&a, &xb.scales, xb.d, xb.dmin, yb);
     }
     sumf
+}
+
+/// One Q4_K/Q5_K super-block, its quants unpacked into `a`, against a Q8_K block: per-group
+/// 6-bit scales on the integer sums, mins through the Q8_K group sums, as ggml does.
+fn k4_block_dot(
+    a: &[i8; 256],
+    scales: &[u8; 12],
+    d: half::f16,
+    dmin: half::f16,
+    yb: &BlockQ8K,
+) -> f32 {
+    let (sc, mn) = k4_scales_mins(scales);
+    let mut isum = 0i32;
+    for (g, (ag, qg)) in a.chunks_exact(32).zip(yb.qs.chunks_exact(32)).enumerate() {
+        isum += i32::from(sc[g]) * dot32(ag, qg);
+    }
+    let summs = mins_dot(&yb.bsums, &mn);
+    let d = fp16_to_fp32(d) * yb.d;
+    let dmin = fp16_to_fp32(dmin) * yb.d;
+    d * isum as f32 - dmin * summs as f32
 }
 
 /// Q5_K × Q8_K: Q4_K plus a fifth bit from `qh` (bit 2n for the low nibbles of 64-chunk n,
@@ -350,15 +362,7 @@ pub fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
                 *h = ((q >> 4) | (((qh >> (2 * n + 1)) & 1) << 4)) as i8;
             }
         }
-        let (sc, mn) = k4_scales_mins(&xb.scales);
-        let mut isum = 0i32;
-        for (g, (ag, qg)) in a.chunks_exact(32).zip(yb.qs.chunks_exact(32)).enumerate() {
-            isum += i32::from(sc[g]) * dot32(ag, qg);
-        }
-        let summs = mins_dot(&yb.bsums, &mn);
-        let d = fp16_to_fp32(xb.d) * yb.d;
-        let dmin = fp16_to_fp32(xb.dmin) * yb.d;
-        sumf += d * isum as f32 - dmin * summs as f32;
+        sumf += k4_block_dot(&a, &xb.scales, xb.d, xb.dmin, yb);
     }
     sumf
 }
