@@ -158,9 +158,11 @@ fn run(a: RunArgs) -> Result<()> {
         (a.prompt.clone(), true)
     };
     let prompt = tok.encode(&text, add_special, true);
-    let n_ctx = a
-        .ctx
-        .unwrap_or_else(|| model.config().n_ctx_train.min(4096));
+    let n_ctx_train = model.config().n_ctx_train;
+    let n_ctx = a.ctx.unwrap_or_else(|| n_ctx_train.min(4096));
+    if n_ctx == 0 || n_ctx > n_ctx_train {
+        bail!("context size {n_ctx} is outside 1..={n_ctx_train} (the model's training context)");
+    }
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -236,3 +236,32 @@ fn bench_json_has_llama_bench_fields() {
     let out = nao(&["bench", "-m", path_str(&m), "-r", "0"]);
     assert_one_line_error(&out, "repetitions");
 }
+
+#[test]
+fn context_outside_the_model_is_refused_before_allocating() {
+    let Some(m) = model("gemma-3-270m-q4_k_m.gguf") else {
+        return;
+    };
+    let out = nao(&[
+        "run",
+        "-m",
+        path_str(&m),
+        "-p",
+        "hi",
+        "-c",
+        "1000000000",
+        "-n",
+        "1000000000",
+    ]);
+    assert_one_line_error(&out, "context size 1000000000 is outside 1..=32768");
+    let out = nao(&[
+        "run",
+        "-m",
+        path_str(&m),
+        "-p",
+        "hello world again",
+        "-c",
+        "2",
+    ]);
+    assert_one_line_error(&out, "prompt has 4 tokens, the context size is 2");
+}
