@@ -265,3 +265,39 @@ fn context_outside_the_model_is_refused_before_allocating() {
     ]);
     assert_one_line_error(&out, "prompt has 4 tokens, the context size is 2");
 }
+
+#[test]
+fn chat_flag_renders_the_models_template() {
+    let Some(m) = model("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf") else {
+        return;
+    };
+    // llama.cpp's rendering of one user message through this model's template.
+    let chat = fixture("qwen2.5-coder-1.5b-instruct-q4_k_m.chat.json");
+    let case = &chat["cases"][0];
+    assert_eq!(case["messages"].as_array().map(|a| a.len()), Some(1));
+    let user = case["messages"][0]["content"].as_str().expect("content");
+    let rendered = case["prompt"].as_str().expect("prompt");
+    let out = nao(&["tokenize", "-m", path_str(&m), "--special", "--", rendered]);
+    assert!(out.status.success());
+    let want: Value = serde_json::from_slice(&out.stdout).expect("ids");
+    let out = nao(&[
+        "run",
+        "-m",
+        path_str(&m),
+        "--chat",
+        "-p",
+        user,
+        "-n",
+        "1",
+        "--temp",
+        "0",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(got["prompt_tokens"], want);
+}
