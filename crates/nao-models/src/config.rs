@@ -26,6 +26,10 @@ pub struct ModelConfig {
     pub n_rot: usize,
     /// Sliding attention window, for architectures that have local layers.
     pub sliding_window: Option<usize>,
+    /// Period of global layers among sliding-window ones (`attention.sliding_window_pattern`).
+    pub sliding_window_pattern: Option<usize>,
+    /// RoPE base of sliding-window layers (`rope.freq_base_swa`).
+    pub rope_base_swa: Option<f32>,
 }
 
 /// Typed access to `{arch}.*` metadata.
@@ -105,12 +109,14 @@ impl ModelConfig {
             rope_freq_scale,
             n_rot,
             sliding_window: m.u32_opt("attention.sliding_window")?,
+            sliding_window_pattern: m.u32_opt("attention.sliding_window_pattern")?,
+            rope_base_swa: m.f32_opt("rope.freq_base_swa")?,
             arch,
         };
-        if cfg.n_layer == 0 || cfg.n_vocab == 0 {
+        if cfg.n_layer == 0 || cfg.n_vocab == 0 || cfg.sliding_window_pattern == Some(0) {
             return Err(ModelError::BadConfig(format!(
-                "n_layer {}, n_vocab {}",
-                cfg.n_layer, cfg.n_vocab
+                "n_layer {}, n_vocab {}, sliding_window_pattern {:?}",
+                cfg.n_layer, cfg.n_vocab, cfg.sliding_window_pattern
             )));
         }
         Ok(cfg)

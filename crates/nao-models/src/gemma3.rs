@@ -7,13 +7,17 @@ use crate::layers::{standard, Activation, Decoder, Loader};
 use crate::{ModelConfig, ModelError};
 use nao_kernels::ops::{Rope, RopeStyle};
 
-/// Every `SWA_PATTERN`-th layer is global; the others use the sliding window.
+/// Every `SWA_PATTERN`-th layer is global; the others use the sliding window (the
+/// architecture's value; files may override it with `gemma3.attention.sliding_window_pattern`).
 const SWA_PATTERN: usize = 6;
-/// RoPE base of the local layers (fixed by the architecture, not in the metadata).
+/// RoPE base of the local layers (the architecture's value; files may override it with
+/// `gemma3.rope.freq_base_swa`).
 const ROPE_BASE_LOCAL: f32 = 10_000.0;
 
 pub fn load(l: &Loader, cfg: ModelConfig) -> Result<Decoder, ModelError> {
     let window = cfg.sliding_window;
+    let swa_pattern = cfg.sliding_window_pattern.unwrap_or(SWA_PATTERN);
+    let rope_base_local = cfg.rope_base_swa.unwrap_or(ROPE_BASE_LOCAL);
     let rope_global = Rope::new(
         RopeStyle::Neox,
         cfg.n_rot,
@@ -21,11 +25,11 @@ pub fn load(l: &Loader, cfg: ModelConfig) -> Result<Decoder, ModelError> {
         cfg.rope_freq_scale,
         None,
     );
-    let rope_local = Rope::new(RopeStyle::Neox, cfg.n_rot, ROPE_BASE_LOCAL, 1.0, None);
+    let rope_local = Rope::new(RopeStyle::Neox, cfg.n_rot, rope_base_local, 1.0, None);
     let scale = 1.0 / (cfg.head_dim as f32).sqrt();
     let blocks = (0..cfg.n_layer)
         .map(|il| {
-            let is_local = il % SWA_PATTERN < SWA_PATTERN - 1;
+            let is_local = il % swa_pattern < swa_pattern - 1;
             let (rope, win) = if is_local {
                 (rope_local.clone(), window)
             } else {
