@@ -108,7 +108,8 @@ pub fn generate(
             out.finish = FinishReason::Cancelled;
             break;
         }
-        if out.tokens.len() >= params.max_tokens || pos + 1 >= n_ctx {
+        // The cache holds positions 0..n_ctx; the last sampled token needs no slot.
+        if out.tokens.len() >= params.max_tokens || pos >= n_ctx {
             break;
         }
         logits = model.forward(&[id], pos, &mut cache, compute, false)?;
