@@ -316,6 +316,107 @@ pub fn vec_dot(w: DType, k: usize, w_row: &[u8], a: ActRow<'_>) -> Result<f32, K
     dispatch_scalar(w, w_row, a)
 }
 
+/// Columns per multi-column kernel call in [`vec_dot_multi`].
+pub const MULTI_COLS: usize = 4;
+
+/// `out[t] = vec_dot(w, k, w_row, acts[t])` for every activation row, bit for bit.
+///
+/// For Q4_K and Q6_K weights the rows are taken [`MULTI_COLS`] at a time through kernels that
+/// unpack each weight super-block once for all of them (the remainder goes through
+/// [`vec_dot`]); other types call [`vec_dot`] per row. Errors as [`vec_dot`] does, and when
+/// `out.len() != acts.len()`.
+pub fn vec_dot_multi(
+    w: DType,
+    k: usize,
+    w_row: &[u8],
+    acts: &[ActRow<'_>],
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    multi_impl(w, k, w_row, acts, out, isa())
+}
+
+/// [`vec_dot_multi`] forced onto the scalar kernels; for tests and benchmarks.
+pub fn vec_dot_multi_scalar(
+    w: DType,
+    k: usize,
+    w_row: &[u8],
+    acts: &[ActRow<'_>],
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    multi_impl(w, k, w_row, acts, out, Isa::Scalar)
+}
+
+fn multi_impl(
+    w: DType,
+    k: usize,
+    w_row: &[u8],
+    acts: &[ActRow<'_>],
+    out: &mut [f32],
+    isa: Isa,
+) -> Result<(), KernelError> {
+    check_len(acts.len(), out.len())?;
+    let single = |a: ActRow<'_>| {
+        if isa == Isa::Scalar {
+            vec_dot_scalar(w, k, w_row, a)
+        } else {
+            vec_dot(w, k, w_row, a)
+        }
+    };
+    if !matches!(w, DType::Q4K | DType::Q6K) {
+        for (o, a) in out.iter_mut().zip(acts) {
+            *o = single(*a)?;
+        }
+        return Ok(());
+    }
+    for a in acts {
+        check(w, k, w_row, a)?;
+    }
+    let mut oc = out.chunks_exact_mut(MULTI_COLS);
+    let mut ac = acts.chunks_exact(MULTI_COLS);
+    for (o4, a4) in (&mut oc).zip(&mut ac) {
+        let mut ys: [&[BlockQ8K]; MULTI_COLS] = [&[]; MULTI_COLS];
+        for (y, a) in ys.iter_mut().zip(a4) {
+            match a {
+                ActRow::Q8K(q) => *y = q,
+                _ => return Err(KernelError::Unsupported(w)), // unreachable: checked above
+            }
+        }
+        let r = multi4(w, w_row, ys, isa)?;
+        o4.copy_from_slice(&r);
+    }
+    for (o, a) in oc.into_remainder().iter_mut().zip(ac.remainder()) {
+        *o = single(*a)?;
+    }
+    Ok(())
+}
+
+/// Four columns of a Q4_K/Q6_K row; lengths are already checked.
+fn multi4(
+    w: DType,
+    w_row: &[u8],
+    ys: [&[BlockQ8K]; MULTI_COLS],
+    isa: Isa,
+) -> Result<[f32; MULTI_COLS], KernelError> {
+    #[cfg(target_arch = "x86_64")]
+    if isa != Isa::Scalar {
+        // SAFETY: `isa` is not Scalar only when `isa()` reported AVX2 and FMA through
+        // `is_x86_feature_detected!` (callers pass `isa()` or `Isa::Scalar`); the kernels
+        // only read within their slice arguments.
+        match w {
+            DType::Q4K => return Ok(unsafe { avx2::dot_q4_k_q8_k_multi(weights(w, w_row)?, ys) }),
+            DType::Q6K => return Ok(unsafe { avx2::dot_q6_k_q8_k_multi(weights(w, w_row)?, ys) }),
+            _ => {}
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    match w {
+        DType::Q4K => Ok(scalar::vec_dot_q4_k_q8_k_multi(weights(w, w_row)?, ys)),
+        DType::Q6K => Ok(scalar::vec_dot_q6_k_q8_k_multi(weights(w, w_row)?, ys)),
+        _ => Err(KernelError::Unsupported(w)),
+    }
+}
+
 /// [`vec_dot`] forced onto the scalar kernels (same checks); for tests and benchmarks.
 pub fn vec_dot_scalar(w: DType, k: usize, w_row: &[u8], a: ActRow<'_>) -> Result<f32, KernelError> {
     check(w, k, w_row, &a)?;

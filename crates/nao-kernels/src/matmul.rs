@@ -3,7 +3,7 @@
 //! kernel expects (as ggml does), then rows are split across the thread pool; each weight
 //! row is read once for all tokens of the batch.
 
-use crate::dot::{act_type, vec_dot, QuantizedActs};
+use crate::dot::{act_type, vec_dot, vec_dot_multi, ActRow, QuantizedActs};
 use crate::pool::{SharedMut, ThreadPool};
 use crate::{DType, KernelError};
 
@@ -51,22 +51,41 @@ pub fn matmul(
     let out = SharedMut::new(y);
     let rows = w.rows;
     let err = std::sync::Mutex::new(None);
-    pool.for_ranges(rows, &|range| {
-        for r in range {
-            let row = &w.data[r * rb..(r + 1) * rb];
-            for t in 0..n_tokens {
-                match vec_dot(w.dtype, w.cols, row, acts.row(t)) {
-                    Ok(v) => out.write(t * rows + r, v),
-                    Err(e) => {
-                        if let Ok(mut g) = err.lock() {
-                            *g = Some(e);
+    if n_tokens > 1 {
+        let act_rows: Vec<ActRow<'_>> = (0..n_tokens).map(|t| acts.row(t)).collect();
+        pool.for_ranges(rows, &|range| {
+            let mut buf = vec![0.0f32; n_tokens];
+            for r in range {
+                let row = &w.data[r * rb..(r + 1) * rb];
+                if let Err(e) = vec_dot_multi(w.dtype, w.cols, row, &act_rows, &mut buf) {
+                    if let Ok(mut g) = err.lock() {
+                        *g = Some(e);
+                    }
+                    return;
+                }
+                for (t, &v) in buf.iter().enumerate() {
+                    out.write(t * rows + r, v);
+                }
+            }
+        });
+    } else {
+        pool.for_ranges(rows, &|range| {
+            for r in range {
+                let row = &w.data[r * rb..(r + 1) * rb];
+                for t in 0..n_tokens {
+                    match vec_dot(w.dtype, w.cols, row, acts.row(t)) {
+                        Ok(v) => out.write(t * rows + r, v),
+                        Err(e) => {
+                            if let Ok(mut g) = err.lock() {
+                                *g = Some(e);
+                            }
+                            return;
                         }
-                        return;
                     }
                 }
             }
-        }
-    });
+        });
+    }
     match err.into_inner() {
         Ok(Some(e)) => Err(e),
         _ => Ok(()),

@@ -472,3 +472,156 @@ pub(super) unsafe fn dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     }
     hsum_f32x8(acc)
 }
+
+// ------------------------------------------------- multi-column K-quant kernels
+
+/// The `i`-th block of each column, or `None` when any column is shorter than that.
+#[inline(always)]
+fn blocks_at<'a, const N: usize>(ys: &[&'a [BlockQ8K]; N], i: usize) -> Option<[&'a BlockQ8K; N]> {
+    let mut out = [&super::ZERO_Q8K; N];
+    for (o, y) in out.iter_mut().zip(ys) {
+        *o = y.get(i)?;
+    }
+    Some(out)
+}
+
+/// `N` columns of [`dot_q4_k_q8_k`]: each weight super-block's scales and nibbles are
+/// unpacked once and multiplied into all columns. Per column, the integer and float
+/// operations are those of [`dot_q4_k_q8_k`] in the same order, so `out[c]` is bit-identical
+/// to `dot_q4_k_q8_k(x, ys[c])`. All columns must have the same length (the caller checks);
+/// otherwise the product stops at the shortest.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dot_q4_k_q8_k_multi<const N: usize>(
+    x: &[BlockQ4K],
+    ys: [&[BlockQ8K]; N],
+) -> [f32; N] {
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut acc_m = [_mm_setzero_ps(); N];
+    for (i, xb) in x.iter().enumerate() {
+        let Some(ybs) = blocks_at(&ys, i) else { break };
+        let xd = fp16_to_fp32(xb.d);
+        let xdmin = fp16_to_fp32(xb.dmin);
+        let (sc, mn) = scalar::k4_scales_mins(&xb.scales);
+        let m16: [i16; 8] = mn.map(i16::from);
+        let mins = load_i16x8(&m16);
+        for (am, yb) in acc_m.iter_mut().zip(&ybs) {
+            let dmin = -yb.d * xdmin;
+            let q8sums = load_i16x16(&yb.bsums);
+            let q8s = _mm_hadd_epi16(
+                _mm256_castsi256_si128(q8sums),
+                _mm256_extracti128_si256::<1>(q8sums),
+            );
+            let prod = _mm_madd_epi16(mins, q8s);
+            *am = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), *am);
+        }
+
+        let mut sumi = [_mm256_setzero_si256(); N];
+        for (j, (q4c, s)) in arrays::<_, 32>(&xb.qs).zip(arrays::<_, 2>(&sc)).enumerate() {
+            let bits = load_u8x32(q4c);
+            let q4l = _mm256_and_si256(bits, m4);
+            let q4h = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            let s0 = _mm256_set1_epi16(i16::from(s[0]));
+            let s1 = _mm256_set1_epi16(i16::from(s[1]));
+            for (si, yb) in sumi.iter_mut().zip(&ybs) {
+                let q8 = &yb.qs[j * 64..j * 64 + 64];
+                let (q8lo, q8hi) = q8.split_at(32);
+                let (Ok(q8lo), Ok(q8hi)) =
+                    (<&[i8; 32]>::try_from(q8lo), <&[i8; 32]>::try_from(q8hi))
+                else {
+                    continue; // unreachable: 64 splits into 32 + 32
+                };
+                let p16l = _mm256_maddubs_epi16(q4l, load_i8x32(q8lo));
+                let p16h = _mm256_maddubs_epi16(q4h, load_i8x32(q8hi));
+                let p32l = _mm256_madd_epi16(s0, p16l);
+                let p32h = _mm256_madd_epi16(s1, p16h);
+                *si = _mm256_add_epi32(*si, _mm256_add_epi32(p32l, p32h));
+            }
+        }
+        for ((a, si), yb) in acc.iter_mut().zip(&sumi).zip(&ybs) {
+            let d = yb.d * xd;
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(*si), *a);
+        }
+    }
+    let mut out = [0.0f32; N];
+    for ((o, a), am) in out.iter_mut().zip(&acc).zip(&acc_m) {
+        let mut m = _mm_add_ps(*am, _mm_movehl_ps(*am, *am));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        *o = hsum_f32x8(*a) + _mm_cvtss_f32(m);
+    }
+    out
+}
+
+/// `N` columns of [`dot_q6_k_q8_k`], each weight super-block's 6-bit quants unpacked once.
+/// Per column the operations and their order are those of [`dot_q6_k_q8_k`], so `out[c]` is
+/// bit-identical to `dot_q6_k_q8_k(x, ys[c])`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
+    x: &[BlockQ6K],
+    ys: [&[BlockQ8K]; N],
+) -> [f32; N] {
+    let m4 = _mm256_set1_epi8(0xF);
+    let m2 = _mm256_set1_epi8(3);
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (i, xb) in x.iter().enumerate() {
+        let Some(ybs) = blocks_at(&ys, i) else { break };
+        let xd = fp16_to_fp32(xb.d);
+        let scales = xb.scales.map(i16::from);
+        let scv = load_i16x16(&scales);
+
+        let mut sumi = [_mm256_setzero_si256(); N];
+        let ql = arrays::<_, 64>(&xb.ql);
+        let qh = arrays::<_, 32>(&xb.qh);
+        let sc = arrays::<_, 8>(&scales);
+        for (j, ((qlc, qhc), s)) in ql.zip(qh).zip(sc).enumerate() {
+            let (ql0, ql1) = qlc.split_at(32);
+            let (Ok(ql0), Ok(ql1)) = (<&[u8; 32]>::try_from(ql0), <&[u8; 32]>::try_from(ql1))
+            else {
+                continue; // unreachable: 64 splits into 32 + 32
+            };
+            let b1 = load_u8x32(ql0);
+            let b2 = load_u8x32(ql1);
+            let bh = load_u8x32(qhc);
+            let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(bh, m2));
+            let h1 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(bh), m2));
+            let h2 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(bh), m2));
+            let h3 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(bh), m2));
+            let q0 = _mm256_or_si256(_mm256_and_si256(b1, m4), h0);
+            let q1 = _mm256_or_si256(_mm256_and_si256(b2, m4), h1);
+            let q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b1), m4), h2);
+            let q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b2), m4), h3);
+            let (s0, s1, s2, s3) = (
+                sv(s[0], s[1]),
+                sv(s[2], s[3]),
+                sv(s[4], s[5]),
+                sv(s[6], s[7]),
+            );
+            for (si, yb) in sumi.iter_mut().zip(&ybs) {
+                let mut q8c = arrays::<_, 32>(&yb.qs[j * 128..j * 128 + 128]);
+                let (Some(q80), Some(q81), Some(q82), Some(q83)) =
+                    (q8c.next(), q8c.next(), q8c.next(), q8c.next())
+                else {
+                    continue; // unreachable: 128 is 4 × 32
+                };
+                let p0 = _mm256_madd_epi16(s0, _mm256_maddubs_epi16(q0, load_i8x32(q80)));
+                let p1 = _mm256_madd_epi16(s1, _mm256_maddubs_epi16(q1, load_i8x32(q81)));
+                let p2 = _mm256_madd_epi16(s2, _mm256_maddubs_epi16(q2, load_i8x32(q82)));
+                let p3 = _mm256_madd_epi16(s3, _mm256_maddubs_epi16(q3, load_i8x32(q83)));
+                *si = _mm256_add_epi32(*si, _mm256_add_epi32(p0, p1));
+                *si = _mm256_add_epi32(*si, _mm256_add_epi32(p2, p3));
+            }
+        }
+        for ((a, si), yb) in acc.iter_mut().zip(&sumi).zip(&ybs) {
+            let d = yb.d * xd;
+            // 32 · Σ_g scale_g · bsum_g, as 8 i32 lanes.
+            let offs = _mm256_slli_epi32::<5>(_mm256_madd_epi16(scv, load_i16x16(&yb.bsums)));
+            let s = _mm256_sub_epi32(*si, offs);
+            *a = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s), *a);
+        }
+    }
+    let mut out = [0.0f32; N];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = hsum_f32x8(*a);
+    }
+    out
+}

@@ -328,6 +328,29 @@ pub fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     sumf
 }
 
+/// `N` columns of [`vec_dot_q4_k_q8_k`] sharing one unpacking of each weight super-block;
+/// `out[c]` equals `vec_dot_q4_k_q8_k(x, ys[c])` exactly (same per-column operations).
+pub fn vec_dot_q4_k_q8_k_multi<const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    let mut sumf = [0.0f32; N];
+    for (i, xb) in x.iter().enumerate() {
+        let mut a = [0i8; 256];
+        for (n, chunk) in a.chunks_exact_mut(64).enumerate() {
+            let q4 = &xb.qs[n * 32..n * 32 + 32];
+            let (lo, hi) = chunk.split_at_mut(32);
+            for ((l, h), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(q4) {
+                *l = (q & 0xF) as i8;
+                *h = (q >> 4) as i8;
+            }
+        }
+        for (s, y) in sumf.iter_mut().zip(ys) {
+            if let Some(yb) = y.get(i) {
+                *s += k4_block_dot(&a, &xb.scales, xb.d, xb.dmin, yb);
+            }
+        }
+    }
+    sumf
+}
+
 /// One Q4_K/Q5_K super-block, its quants unpacked into `a`, against a Q8_K block: per-group
 /// 6-bit scales on the integer sums, mins through the Q8_K group sums, as ggml does.
 fn k4_block_dot(
@@ -371,23 +394,50 @@ pub fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
 pub fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let mut sumf = 0.0f32;
     for (xb, yb) in x.iter().zip(y) {
-        let mut a = [0i8; 256];
-        for (n, chunk) in a.chunks_exact_mut(128).enumerate() {
-            let ql = &xb.ql[n * 64..n * 64 + 64];
-            let qh = &xb.qh[n * 32..n * 32 + 32];
-            for l in 0..32 {
-                let h = qh[l];
-                chunk[l] = ((ql[l] & 0xF) | ((h & 3) << 4)) as i8 - 32;
-                chunk[l + 32] = ((ql[l + 32] & 0xF) | (((h >> 2) & 3) << 4)) as i8 - 32;
-                chunk[l + 64] = ((ql[l] >> 4) | (((h >> 4) & 3) << 4)) as i8 - 32;
-                chunk[l + 96] = ((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4)) as i8 - 32;
+        sumf += q6k_block_dot(&q6k_unpack(xb), xb, yb);
+    }
+    sumf
+}
+
+/// Unpacks one Q6_K super-block to signed quants `q − 32`.
+#[inline]
+fn q6k_unpack(xb: &BlockQ6K) -> [i8; 256] {
+    let mut a = [0i8; 256];
+    for (n, chunk) in a.chunks_exact_mut(128).enumerate() {
+        let ql = &xb.ql[n * 64..n * 64 + 64];
+        let qh = &xb.qh[n * 32..n * 32 + 32];
+        for l in 0..32 {
+            let h = qh[l];
+            chunk[l] = ((ql[l] & 0xF) | ((h & 3) << 4)) as i8 - 32;
+            chunk[l + 32] = ((ql[l + 32] & 0xF) | (((h >> 2) & 3) << 4)) as i8 - 32;
+            chunk[l + 64] = ((ql[l] >> 4) | (((h >> 4) & 3) << 4)) as i8 - 32;
+            chunk[l + 96] = ((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4)) as i8 - 32;
+        }
+    }
+    a
+}
+
+/// One unpacked Q6_K super-block against a Q8_K block.
+#[inline]
+fn q6k_block_dot(a: &[i8; 256], xb: &BlockQ6K, yb: &BlockQ8K) -> f32 {
+    let mut isum = 0i32;
+    for (g, (ag, qg)) in a.chunks_exact(16).zip(yb.qs.chunks_exact(16)).enumerate() {
+        isum += i32::from(xb.scales[g]) * dot16(ag, qg);
+    }
+    (fp16_to_fp32(xb.d) * yb.d) * isum as f32
+}
+
+/// `N` columns of [`vec_dot_q6_k_q8_k`] sharing one unpacking of each weight super-block;
+/// `out[c]` equals `vec_dot_q6_k_q8_k(x, ys[c])` exactly.
+pub fn vec_dot_q6_k_q8_k_multi<const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    let mut sumf = [0.0f32; N];
+    for (i, xb) in x.iter().enumerate() {
+        let a = q6k_unpack(xb);
+        for (s, y) in sumf.iter_mut().zip(ys) {
+            if let Some(yb) = y.get(i) {
+                *s += q6k_block_dot(&a, xb, yb);
             }
         }
-        let mut isum = 0i32;
-        for (g, (ag, qg)) in a.chunks_exact(16).zip(yb.qs.chunks_exact(16)).enumerate() {
-            isum += i32::from(xb.scales[g]) * dot16(ag, qg);
-        }
-        sumf += (fp16_to_fp32(xb.d) * yb.d) * isum as f32;
     }
     sumf
 }
