@@ -9,6 +9,7 @@
 //! - [`ops`]: norms, RoPE, softmax, activations.
 //! - [`pool`]: the spin-then-park thread pool.
 //! - [`matmul`]: weight × activation products over the pool.
+//! - [`probe`]: the memory-bandwidth probe behind roofline figures.
 
 pub mod blocks;
 pub mod cast;
@@ -18,6 +19,7 @@ pub mod dtype;
 pub mod matmul;
 pub mod ops;
 pub mod pool;
+pub mod probe;
 pub mod quantize;
 
 pub use dtype::DType;

@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Print a JSON array (llama-bench `-o json` fields) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also measure the read bandwidth and report decode as a fraction of its roofline
+    /// (bandwidth ÷ weight bytes read per token).
+    #[arg(long)]
+    roofline: bool,
 }
 
 impl BenchArgs {
@@ -57,6 +61,8 @@ struct Row {
     n_gen: usize,
     n_threads: usize,
     samples: Vec<f64>,
+    /// Read bandwidth with this thread count (bytes/s), when `--roofline` asked for it.
+    bandwidth: Option<f64>,
 }
 
 impl Row {
@@ -148,6 +154,7 @@ pub fn bench(a: BenchArgs, file: std::sync::Arc<GgufFile>) -> Result<()> {
                 n_gen: 0,
                 n_threads: nt,
                 samples,
+                bandwidth: None,
             });
         }
         for &n in a.n_gen.iter().filter(|&&n| n > 0) {
@@ -162,10 +169,24 @@ pub fn bench(a: BenchArgs, file: std::sync::Arc<GgufFile>) -> Result<()> {
                 n_gen: n,
                 n_threads: nt,
                 samples,
+                bandwidth: None,
             });
         }
     }
+    // Peak RSS of the benchmark itself, before the bandwidth probe allocates its buffer.
     let rss = peak_rss_bytes();
+    if a.roofline {
+        for &nt in &threads {
+            let pool = nao_kernels::pool::ThreadPool::new(nt);
+            let bw = nao_kernels::probe::read_bandwidth(&pool, 512 << 20, 3).bytes_per_s;
+            for r in rows.iter_mut().filter(|r| r.n_threads == nt && r.n_gen > 0) {
+                r.bandwidth = Some(bw);
+            }
+        }
+    }
+    let weight_bytes = model.weight_bytes() as f64;
+    // Decode's roofline: tokens/s if every weight byte streamed at the measured bandwidth.
+    let roofline = |r: &Row| r.bandwidth.map(|bw| bw / weight_bytes.max(1.0));
     let filename = a.model.display().to_string();
     if a.json {
         let arr: Vec<serde_json::Value> = rows
@@ -184,6 +205,9 @@ pub fn bench(a: BenchArgs, file: std::sync::Arc<GgufFile>) -> Result<()> {
                     "stddev_ts": r.stddev(),
                     "samples_ts": r.samples,
                     "peak_rss_bytes": rss,
+                    "bandwidth_bytes_per_s": r.bandwidth,
+                    "roofline_ts": roofline(r),
+                    "roofline_fraction": roofline(r).map(|t| r.mean() / t),
                 })
             })
             .collect();
@@ -212,6 +236,18 @@ pub fn bench(a: BenchArgs, file: std::sync::Arc<GgufFile>) -> Result<()> {
             crate::cli::human_bytes(model.weight_bytes() as u64)
         );
     }
+    for r in rows.iter().filter(|r| r.bandwidth.is_some()) {
+        if let (Some(bw), Some(bound)) = (r.bandwidth, roofline(r)) {
+            outln!(
+                "roofline, {} threads: read bandwidth {:.1} GB/s -> decode bound {:.1} tok/s; {} at {:.0}% of it",
+                r.n_threads,
+                bw / 1e9,
+                bound,
+                r.test,
+                100.0 * r.mean() / bound
+            );
+        }
+    }
     Ok(())
 }
 
@@ -227,6 +263,7 @@ mod tests {
             n_gen: 1,
             n_threads: 1,
             samples: vec![2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0],
+            bandwidth: None,
         };
         assert_eq!(r.mean(), 5.0);
         // sum of squared deviations 32, n - 1 = 7
