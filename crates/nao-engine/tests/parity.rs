@@ -23,7 +23,7 @@
 //! Qwen, 0.4 for Gemma, whose huge activations make it chaotic); the mean within about 1.6x
 //! llama.cpp's own; and no larger share of steps over 0.1 than llama.cpp's own build has.
 //!
-//! The model files are fetched by `scripts/fetch-models.sh` into `models/`; when a file is
+//! The model files are fetched by `scripts/fetch_models.py` into `models/`; when a file is
 //! absent the test says so and passes only if `NAO_REQUIRE_MODELS` is unset (CI sets it).
 
 use nao_engine::{generate, GenerateParams, SamplerConfig};
@@ -45,11 +45,11 @@ fn model_path(file: &str) -> Option<PathBuf> {
     }
     assert!(
         std::env::var_os("NAO_REQUIRE_MODELS").is_none(),
-        "{} is missing and NAO_REQUIRE_MODELS is set: run scripts/fetch-models.sh",
+        "{} is missing and NAO_REQUIRE_MODELS is set: run scripts/fetch_models.py",
         p.display()
     );
     eprintln!(
-        "skipping: {} not found (run scripts/fetch-models.sh)",
+        "skipping: {} not found (run scripts/fetch_models.py)",
         p.display()
     );
     None
