@@ -14,6 +14,17 @@ fn nao(args: &[&str]) -> Output {
         .expect("nao runs")
 }
 
+/// Runs nao, requires success, and parses its stdout as JSON.
+fn nao_json(args: &[&str]) -> Value {
+    let out = nao(args);
+    assert!(
+        out.status.success(),
+        "nao {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -126,13 +137,7 @@ fn tokenize_info_and_json_run_on_gemma() {
         }
         args.push("--");
         args.push(text);
-        let out = nao(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ids: Value = serde_json::from_slice(&out.stdout).expect("json ids");
+        let ids = nao_json(&args);
         assert_eq!(ids, case["ids"], "tokenize {text:?}");
     }
 
@@ -147,7 +152,7 @@ fn tokenize_info_and_json_run_on_gemma() {
     // (whose top-two gaps are all wide: no near ties there).
     let greedy = fixture("gemma-3-270m-q4_k_m.greedy.json");
     let case = &greedy["cases"][0];
-    let out = nao(&[
+    let got = nao_json(&[
         "run",
         "-m",
         path_str(&m),
@@ -159,12 +164,6 @@ fn tokenize_info_and_json_run_on_gemma() {
         "0",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(
         got["prompt_tokens"].as_array().map(|a| a.len() as u64),
         case["prompt_n_tokens"].as_u64()
@@ -195,7 +194,7 @@ fn bench_json_has_llama_bench_fields() {
     let Some(m) = model("gemma-3-270m-q4_k_m.gguf") else {
         return;
     };
-    let out = nao(&[
+    let rows = nao_json(&[
         "bench",
         "-m",
         path_str(&m),
@@ -208,13 +207,8 @@ fn bench_json_has_llama_bench_fields() {
         "-r",
         "2",
         "--json",
+        "--roofline",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Value = serde_json::from_slice(&out.stdout).expect("a JSON array");
     let rows = rows.as_array().expect("array");
     assert_eq!(rows.len(), 2);
     for (row, (np, ng, test)) in rows.iter().zip([(8, 0, "pp8"), (0, 4, "tg4")]) {
@@ -228,10 +222,21 @@ fn bench_json_has_llama_bench_fields() {
         let avg = row["avg_ts"].as_f64().expect("avg_ts");
         assert!(avg > 0.0 && (avg - mean).abs() < 1e-9 * avg.max(1.0));
         assert!(row["stddev_ts"].as_f64().is_some_and(|s| s >= 0.0));
-        // Peak RSS covers at least the weights that were read.
+        // Peak RSS covers at least the weights that were read, and not the probe's buffer.
         assert!(row["peak_rss_bytes"]
             .as_u64()
-            .is_some_and(|r| r > 200 << 20));
+            .is_some_and(|r| r > 200 << 20 && r < 500 << 20));
+        // Roofline figures only for generation: fraction = tokens/s / bound.
+        if ng > 0 {
+            assert!(row["bandwidth_bytes_per_s"]
+                .as_f64()
+                .is_some_and(|b| b > 1e8));
+            let bound = row["roofline_ts"].as_f64().expect("roofline_ts");
+            let frac = row["roofline_fraction"].as_f64().expect("fraction");
+            assert!((frac - avg / bound).abs() < 1e-9);
+        } else {
+            assert!(row["roofline_ts"].is_null());
+        }
     }
     let out = nao(&["bench", "-m", path_str(&m), "-r", "0"]);
     assert_one_line_error(&out, "repetitions");
@@ -277,10 +282,8 @@ fn chat_flag_renders_the_models_template() {
     assert_eq!(case["messages"].as_array().map(|a| a.len()), Some(1));
     let user = case["messages"][0]["content"].as_str().expect("content");
     let rendered = case["prompt"].as_str().expect("prompt");
-    let out = nao(&["tokenize", "-m", path_str(&m), "--special", "--", rendered]);
-    assert!(out.status.success());
-    let want: Value = serde_json::from_slice(&out.stdout).expect("ids");
-    let out = nao(&[
+    let want = nao_json(&["tokenize", "-m", path_str(&m), "--special", "--", rendered]);
+    let got = nao_json(&[
         "run",
         "-m",
         path_str(&m),
@@ -293,11 +296,5 @@ fn chat_flag_renders_the_models_template() {
         "0",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(got["prompt_tokens"], want);
 }
