@@ -117,7 +117,8 @@ impl Attention {
         cache.k[pos * kd..(pos + n) * kd].convert_from_f32_slice(&k);
         cache.v[pos * vd..(pos + n) * vd].convert_from_f32_slice(&v);
         // Round queries to f16 precision, as the cached keys are.
-        q.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32());
+        let mut q16 = vec![f16::ZERO; q.len()];
+        round_f16(&mut q, &mut q16);
 
         let od = s.n_head * s.head_dim_v;
         let mut out = vec![0.0f32; n * od]; // [n, n_head * head_dim_v]
