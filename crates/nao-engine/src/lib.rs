@@ -1,8 +1,10 @@
 //! nao-engine: turning a model into text.
 //!
+//! - [`api`]: the server/engine boundary ([`api::EngineHandle`], requests, events).
 //! - [`sample`]: the sampler chain (penalties, top-k, top-p, min-p, temperature, draw).
 //! - [`generate`]: the single-sequence generation loop (prefill, decode, stop at EOG).
 
+pub mod api;
 pub mod generate;
 pub mod sample;
 

@@ -1,0 +1,186 @@
+//! The boundary between the HTTP server and the engine thread.
+//!
+//! The server never touches the model: it renders prompts and tokenizes through
+//! [`EngineHandle`], submits a [`Request`], and reads [`Event`]s from the returned
+//! [`RequestHandle`]. Dropping the handle cancels the request (the engine notices a closed
+//! channel within one step and frees the sequence's KV blocks). A fake engine implementing
+//! the same trait drives the server's tests.
+
+use crate::sample::SamplerConfig;
+use serde_json::Value as Json;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// One generation request: a tokenized prompt and how to continue it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Prompt token ids (already validated against the vocabulary by the engine on submit).
+    pub prompt: Vec<u32>,
+    /// Most tokens to generate; the engine also stops at the context size.
+    pub max_tokens: usize,
+    pub sampler: SamplerConfig,
+    /// Added to the raw logits before the sampler chain (OpenAI `logit_bias`).
+    pub logit_bias: Vec<(u32, f32)>,
+    /// `Some(k)`: report the chosen token's logprob and the `k` most likely alternatives.
+    pub logprobs: Option<usize>,
+    /// Stop strings: generation ends when the text contains one; it is not returned.
+    pub stop: Vec<String>,
+    /// Stop at the model's end-of-generation tokens (EOS, end of turn).
+    pub stop_at_eog: bool,
+}
+
+/// Why a sequence finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// End-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` or the context size was reached.
+    Length,
+}
+
+impl Finish {
+    /// The OpenAI `finish_reason` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finish::Stop => "stop",
+            Finish::Length => "length",
+        }
+    }
+}
+
+/// Token counts of one finished request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Prompt tokens whose KV came from the prefix cache instead of being computed.
+    pub cached_tokens: usize,
+}
+
+/// The logprob of one generated token and, when asked, its most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The token's text (lossy UTF-8 of `bytes`).
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    /// `(token text, bytes, logprob)` of the top alternatives, most likely first.
+    pub top: Vec<(String, Vec<u8>, f32)>,
+}
+
+/// What the engine sends back for a request, in order: zero or more `Text`, then exactly
+/// one `Done` or `Error`.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// New text. `text` never splits a UTF-8 character and never contains (part of) a stop
+    /// string; it may be empty when only `logprobs` are new. `logprobs` holds one entry per
+    /// token generated since the last event (empty unless the request asked for logprobs).
+    Text {
+        text: String,
+        logprobs: Vec<TokenLogprob>,
+    },
+    /// The request finished normally.
+    Done {
+        finish: Finish,
+        usage: Usage,
+        /// Time from submission to the first generated token.
+        time_to_first_token: Duration,
+    },
+    /// The request failed after it was accepted.
+    Error(String),
+}
+
+/// The receiving end of one request. Dropping it cancels the request.
+pub struct RequestHandle {
+    pub events: mpsc::UnboundedReceiver<Event>,
+}
+
+/// Why a request was not accepted.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The waiting queue is full: try again later (HTTP 503 with `Retry-After`).
+    #[error("the server is busy: {waiting} requests are already waiting (limit {limit})")]
+    QueueFull { waiting: usize, limit: usize },
+    /// The prompt does not fit the context (HTTP 400).
+    #[error(
+        "the prompt has {n_prompt_tokens} tokens, more than the context size of {n_ctx} allows"
+    )]
+    PromptTooLong {
+        n_prompt_tokens: usize,
+        n_ctx: usize,
+    },
+    /// The prompt is empty (HTTP 400).
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// A token id is outside the vocabulary (HTTP 400).
+    #[error("token id {id} is outside the vocabulary (size {n_vocab})")]
+    TokenOutOfRange { id: i64, n_vocab: usize },
+    /// Invalid sampling parameters (HTTP 400).
+    #[error("{0}")]
+    BadParams(String),
+    /// The engine thread has stopped (HTTP 503).
+    #[error("the engine has shut down")]
+    ShutDown,
+}
+
+/// Facts about the served model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// The id clients send as `model` (file stem unless `--alias` says otherwise).
+    pub id: String,
+    /// Context size of one sequence.
+    pub n_ctx: usize,
+    pub n_vocab: usize,
+    /// Unix time the model was loaded (for `created`).
+    pub created: u64,
+}
+
+/// Engine counters for `/metrics` and `/health`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineStats {
+    /// Requests accepted and waiting for their first step.
+    pub waiting: usize,
+    /// Sequences being computed.
+    pub running: usize,
+    pub kv_blocks_total: usize,
+    pub kv_blocks_used: usize,
+    /// Prompt tokens served from the prefix cache, since start.
+    pub prefix_cache_hit_tokens: u64,
+    /// Prompt tokens processed (computed or cached), since start.
+    pub prompt_tokens: u64,
+    /// Tokens generated, since start.
+    pub generated_tokens: u64,
+    /// Sequences preempted (and recomputed later) for lack of KV blocks, since start.
+    pub preemptions: u64,
+}
+
+/// Errors of the prompt-building calls.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PromptError {
+    /// Messages the chat template cannot render (HTTP 400).
+    #[error("{0}")]
+    BadMessages(String),
+    /// The model has no chat template (HTTP 400 for chat requests).
+    #[error("the model has no chat template; use /v1/completions")]
+    NoTemplate,
+}
+
+/// What the server needs from an engine. Implemented by the real engine and by test fakes.
+pub trait EngineHandle: Send + Sync + 'static {
+    fn model_info(&self) -> ModelInfo;
+
+    /// Renders OpenAI chat `messages` (a JSON array, already checked to be one) and optional
+    /// `tools` through the model's chat template, ending with the assistant's turn opening.
+    fn render_chat(&self, messages: &Json, tools: Option<&Json>) -> Result<String, PromptError>;
+
+    /// Tokenizes `text`. `add_special`: add BOS/EOS as the model expects (raw completions);
+    /// rendered chat prompts already hold their special tokens as text, which are parsed
+    /// either way.
+    fn tokenize(&self, text: &str, add_special: bool) -> Vec<u32>;
+
+    /// Queues a request. Checks that happen here (queue bound, prompt length against the
+    /// context, token ids, sampler parameters) fail at once, before any compute.
+    fn submit(&self, req: Request) -> Result<RequestHandle, SubmitError>;
+
+    fn stats(&self) -> EngineStats;
+}
