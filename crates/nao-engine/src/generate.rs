@@ -71,7 +71,7 @@ pub fn generate(
     }
     let mut sampler = Sampler::new(params.sampler.clone())?;
     let n_ctx = params.n_ctx.min(prompt.len() + params.max_tokens + 1);
-    let mut cache = model.new_cache(n_ctx);
+    let mut cache = model.new_cache(n_ctx)?;
     let mut history = prompt.to_vec();
     let mut out = Generation {
         prompt_tokens: prompt.to_vec(),

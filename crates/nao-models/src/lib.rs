@@ -13,7 +13,7 @@ pub mod qwen2;
 pub mod registry;
 
 pub use config::ModelConfig;
-pub use layers::{Compute, KvCache};
+pub use layers::{Compute, KvCache, KvPool, Logits, SeqBatch};
 pub use registry::{load_model, Model};
 
 use nao_kernels::DType;

@@ -1,6 +1,6 @@
 //! Architecture name → constructor. The one place that knows which architectures exist.
 
-use crate::layers::{Compute, Decoder, KvCache, Loader};
+use crate::layers::{Compute, Decoder, KvCache, KvPool, Loader, SeqBatch};
 use crate::{gemma3, llama, qwen2, ModelConfig, ModelError};
 use nao_gguf::GgufFile;
 use std::sync::Arc;
@@ -39,11 +39,35 @@ impl Model {
         &self.decoder.cfg
     }
 
-    /// A KV cache for `n_ctx` positions.
-    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
+    /// A single-sequence KV cache for `n_ctx` positions.
+    pub fn new_cache(&self, n_ctx: usize) -> Result<KvCache, ModelError> {
         let cfg = self.config();
         let (kd, vd) = cfg.kv_dims();
         KvCache::new(cfg.n_layer, n_ctx, kd, vd)
+    }
+
+    /// A paged KV pool of `n_blocks` blocks of `block_size` positions, for many sequences.
+    pub fn new_pool(&self, n_blocks: usize, block_size: usize) -> Result<KvPool, ModelError> {
+        let cfg = self.config();
+        let (kd, vd) = cfg.kv_dims();
+        KvPool::new(cfg.n_layer, n_blocks, block_size, kd, vd)
+    }
+
+    /// Bytes of KV cache one position costs.
+    pub fn kv_bytes_per_position(&self) -> usize {
+        let cfg = self.config();
+        let (kd, vd) = cfg.kv_dims();
+        KvPool::bytes_per_position(cfg.n_layer, kd, vd)
+    }
+
+    /// Runs a batch of sequences over a shared paged pool; see [`Decoder::forward_batch`].
+    pub fn forward_batch(
+        &self,
+        seqs: &[SeqBatch],
+        kv: &mut KvPool,
+        c: &mut Compute,
+    ) -> Result<Vec<f32>, ModelError> {
+        self.decoder.forward_batch(seqs, kv, c)
     }
 
     /// Runs `tokens` at positions `pos..pos+len`, appending to `cache`; returns logits

@@ -13,7 +13,7 @@
 
 use nao_gguf::writer::GgufWriter;
 use nao_gguf::GgufFile;
-use nao_models::{load_model, Compute, Model, ModelError};
+use nao_models::{load_model, Compute, Logits, Model, ModelError, SeqBatch};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -560,13 +560,13 @@ fn check_model(spec: &Spec, seed: u64) -> Vec<f32> {
 
     // 1. Batched prefill, all logits.
     let mut c = Compute::new(1);
-    let mut cache = model.new_cache(16);
+    let mut cache = model.new_cache(16).unwrap();
     let all = model.forward(&TOKENS, 0, &mut cache, &mut c, true).unwrap();
     assert_eq!(all.len(), n * nv);
     assert_close("batched prefill (all logits)", &all, &want, 0, nv);
 
     // 2. Batched prefill, last logits only.
-    let mut cache = model.new_cache(16);
+    let mut cache = model.new_cache(16).unwrap();
     let last = model
         .forward(&TOKENS, 0, &mut cache, &mut c, false)
         .unwrap();
@@ -574,7 +574,7 @@ fn check_model(spec: &Spec, seed: u64) -> Vec<f32> {
     assert_close("batched prefill (last logits)", &last, &want, n - 1, nv);
 
     // 3. One token at a time through the KV cache.
-    let mut cache = model.new_cache(n);
+    let mut cache = model.new_cache(n).unwrap();
     for (p, &t) in TOKENS.iter().enumerate() {
         let step = model.forward(&[t], p, &mut cache, &mut c, false).unwrap();
         assert_close(&format!("incremental step {p}"), &step, &want, p, nv);
@@ -582,7 +582,7 @@ fn check_model(spec: &Spec, seed: u64) -> Vec<f32> {
 
     // 4. Two chunks (3 + 5 tokens), the second at pos 3, on two threads.
     let mut c2 = Compute::new(2);
-    let mut cache = model.new_cache(16);
+    let mut cache = model.new_cache(16).unwrap();
     let a = model
         .forward(&TOKENS[..3], 0, &mut cache, &mut c2, true)
         .unwrap();
@@ -796,7 +796,7 @@ fn token_out_of_range_is_rejected() {
         let tensors = make_tensors(&spec, 13);
         let model = load(gguf_bytes(&spec, &tensors)).unwrap();
         let mut c = Compute::new(1);
-        let mut cache = model.new_cache(8);
+        let mut cache = model.new_cache(8).unwrap();
         let bad = spec.n_vocab as u32;
         match model.forward(&[1, bad, 2], 0, &mut cache, &mut c, false) {
             Err(ModelError::TokenOutOfRange { id, n_vocab }) => {
@@ -824,14 +824,14 @@ fn forward_past_context_is_rejected() {
     let mut c = Compute::new(1);
 
     // A prompt longer than the cache.
-    let mut cache = model.new_cache(4);
+    let mut cache = model.new_cache(4).unwrap();
     match model.forward(&TOKENS[..5], 0, &mut cache, &mut c, false) {
         Err(ModelError::ContextFull { needed, n_ctx }) => assert_eq!((needed, n_ctx), (5, 4)),
         r => panic!("expected ContextFull, got {:?}", r.map(|v| v.len())),
     }
 
     // Filling the cache exactly works; one more position does not.
-    let mut cache = model.new_cache(4);
+    let mut cache = model.new_cache(4).unwrap();
     model
         .forward(&TOKENS[..3], 0, &mut cache, &mut c, false)
         .unwrap();
@@ -854,10 +854,129 @@ fn cache_of_another_model_is_rejected() {
     let big = Spec::gemma3();
     let m_small = load(gguf_bytes(&small, &make_tensors(&small, 15))).unwrap();
     let m_big = load(gguf_bytes(&big, &make_tensors(&big, 15))).unwrap();
-    let mut cache = m_big.new_cache(8);
+    let mut cache = m_big.new_cache(8).unwrap();
     let mut c = Compute::new(1);
     match m_small.forward(&[1, 2], 0, &mut cache, &mut c, false) {
         Err(ModelError::BadConfig(_)) => {}
         r => panic!("expected BadConfig, got {:?}", r.map(|v| v.len())),
+    }
+}
+
+/// Two sequences sharing one paged pool, their blocks interleaved and out of order, give
+/// bit-identical logits to each run alone through a contiguous cache: batching and paging
+/// change nothing a request sees.
+#[test]
+fn batched_paged_sequences_match_single_runs() {
+    for spec in [Spec::llama(), Spec::gemma3()] {
+        let tensors = make_tensors(&spec, 21);
+        let model = load(gguf_bytes(&spec, &tensors)).unwrap();
+        let nv = spec.n_vocab;
+        let a_tokens: &[u32] = &TOKENS;
+        let b_tokens: &[u32] = &[5, 9, 33, 2, 7];
+        let mut c = Compute::new(2);
+        let alone = |toks: &[u32], c: &mut Compute| {
+            let mut cache = model.new_cache(16).unwrap();
+            let mut out = model.forward(&toks[..3], 0, &mut cache, c, true).unwrap();
+            for (i, &t) in toks[3..].iter().enumerate() {
+                out.extend(model.forward(&[t], 3 + i, &mut cache, c, true).unwrap());
+            }
+            out
+        };
+        let want_a = alone(a_tokens, &mut c);
+        let want_b = alone(b_tokens, &mut c);
+
+        // Blocks of 2 positions; a owns 7, 0, 5, 2 and b owns 1, 6, 3.
+        let mut pool = model.new_pool(8, 2).unwrap();
+        let table_a = [7u32, 0, 5, 2];
+        let table_b = [1u32, 6, 3];
+        // Step 1: both prompts' first three tokens in one batch.
+        let first = model
+            .forward_batch(
+                &[
+                    SeqBatch {
+                        tokens: &a_tokens[..3],
+                        pos: 0,
+                        table: &table_a,
+                        logits: Logits::All,
+                    },
+                    SeqBatch {
+                        tokens: &b_tokens[..3],
+                        pos: 0,
+                        table: &table_b,
+                        logits: Logits::All,
+                    },
+                ],
+                &mut pool,
+                &mut c,
+            )
+            .unwrap();
+        assert_eq!(first.len(), 6 * nv);
+        let (mut got_a, mut got_b) = (first[..3 * nv].to_vec(), first[3 * nv..].to_vec());
+        // Then one token each per step while both last; a runs on alone at the end.
+        for p in 3..a_tokens.len() {
+            let mut seqs = vec![SeqBatch {
+                tokens: &a_tokens[p..p + 1],
+                pos: p,
+                table: &table_a,
+                logits: Logits::Last,
+            }];
+            if p < b_tokens.len() {
+                seqs.insert(
+                    0,
+                    SeqBatch {
+                        tokens: &b_tokens[p..p + 1],
+                        pos: p,
+                        table: &table_b,
+                        logits: Logits::Last,
+                    },
+                );
+            }
+            let out = model.forward_batch(&seqs, &mut pool, &mut c).unwrap();
+            if p < b_tokens.len() {
+                got_b.extend_from_slice(&out[..nv]);
+                got_a.extend_from_slice(&out[nv..]);
+            } else {
+                got_a.extend_from_slice(&out);
+            }
+        }
+        assert!(
+            got_a == want_a,
+            "{:?}: sequence a changed by batching",
+            spec.arch
+        );
+        assert!(
+            got_b == want_b,
+            "{:?}: sequence b changed by batching",
+            spec.arch
+        );
+
+        // A table too short for the positions is an error, not a panic.
+        match model.forward_batch(
+            &[SeqBatch {
+                tokens: &a_tokens[..5],
+                pos: 0,
+                table: &table_b[..2],
+                logits: Logits::Last,
+            }],
+            &mut pool,
+            &mut c,
+        ) {
+            Err(ModelError::ContextFull { needed, n_ctx }) => assert_eq!((needed, n_ctx), (5, 4)),
+            r => panic!("expected ContextFull, got {:?}", r.map(|v| v.len())),
+        }
+        // A block id outside the pool is an error.
+        assert!(matches!(
+            model.forward_batch(
+                &[SeqBatch {
+                    tokens: &a_tokens[..1],
+                    pos: 0,
+                    table: &[8],
+                    logits: Logits::Last,
+                }],
+                &mut pool,
+                &mut c,
+            ),
+            Err(ModelError::BadConfig(_))
+        ));
     }
 }

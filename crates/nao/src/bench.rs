@@ -96,14 +96,14 @@ fn random_tokens(n: usize, n_vocab: usize, seed: u64) -> Vec<u32> {
 }
 
 fn time_pp(model: &Model, c: &mut Compute, tokens: &[u32]) -> Result<f64> {
-    let mut cache = model.new_cache(tokens.len());
+    let mut cache = model.new_cache(tokens.len())?;
     let t0 = Instant::now();
     model.forward(tokens, 0, &mut cache, c, false)?;
     Ok(tokens.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9))
 }
 
 fn time_tg(model: &Model, c: &mut Compute, tokens: &[u32]) -> Result<f64> {
-    let mut cache = model.new_cache(tokens.len());
+    let mut cache = model.new_cache(tokens.len())?;
     let t0 = Instant::now();
     for (pos, &t) in tokens.iter().enumerate() {
         model.forward(&[t], pos, &mut cache, c, false)?;

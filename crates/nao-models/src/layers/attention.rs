@@ -1,5 +1,5 @@
 //! Multi-head attention with grouped KV heads (GQA), optional per-head q/k RMS norms,
-//! RoPE, an optional sliding window, and a contiguous per-layer KV cache.
+//! RoPE, an optional sliding window, over the paged KV cache of [`crate::layers::kv`].
 //!
 //! Scores are computed one query row at a time (no n_ctx × n_ctx matrix); heads are split
 //! across the thread pool, and each query runs one online-softmax pass over its keys
@@ -11,6 +11,7 @@
 //! is kept at f16 precision. Small models with large activations (Gemma-3-270M) move by
 //! tenths of a nat when any of these roundings changes.
 
+use crate::layers::kv::{LayerCache, Rows};
 use crate::layers::{Compute, Linear};
 use crate::ModelError;
 use half::f16;
@@ -25,40 +26,6 @@ pub struct AttnShape {
     pub n_head_kv: usize,
     pub head_dim: usize,
     pub head_dim_v: usize,
-}
-
-/// Cached keys and values of one layer: `k` is `[n_ctx, n_head_kv * head_dim]`, `v` is
-/// `[n_ctx, n_head_kv * head_dim_v]`.
-pub struct LayerCache {
-    k: Vec<f16>,
-    v: Vec<f16>,
-}
-
-/// The KV cache of a whole model for one sequence.
-pub struct KvCache {
-    pub layers: Vec<LayerCache>,
-    pub n_ctx: usize,
-}
-
-impl KvCache {
-    /// Allocates room for `n_ctx` positions of `n_layer` layers.
-    pub fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, kv_dim_v: usize) -> KvCache {
-        let layers = (0..n_layer)
-            .map(|_| LayerCache {
-                k: vec![f16::ZERO; n_ctx * kv_dim],
-                v: vec![f16::ZERO; n_ctx * kv_dim_v],
-            })
-            .collect();
-        KvCache { layers, n_ctx }
-    }
-
-    /// Bytes held by the cache.
-    pub fn n_bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .map(|l| (l.k.len() + l.v.len()) * 4)
-            .sum()
-    }
 }
 
 /// One attention layer: projections, norms, RoPE, and the attention core.
@@ -79,23 +46,18 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// `x`: `[n, n_embd]` for positions `pos..pos+n` → `[n, n_embd]`.
-    pub fn forward(
+    /// `x`: `[n, n_embd]`, one row per entry of `rows` (which says each row's sequence and
+    /// position) → `[n, n_embd]`. Every row's keys and values are stored first; then each
+    /// row attends to its own sequence's positions up to and including its own.
+    pub(crate) fn forward(
         &self,
         x: &[f32],
-        n: usize,
-        pos: usize,
+        rows: &Rows,
         cache: &mut LayerCache,
-        n_ctx: usize,
         c: &mut Compute,
     ) -> Result<Vec<f32>, ModelError> {
         let s = self.shape;
-        if pos + n > n_ctx {
-            return Err(ModelError::ContextFull {
-                needed: pos + n,
-                n_ctx,
-            });
-        }
+        let n = rows.len();
         let mut q = self.q.apply(x, n, c)?; // [n, n_head * head_dim]
         let mut k = self.k.apply(x, n, c)?; // [n, n_head_kv * head_dim]
         let v = self.v.apply(x, n, c)?; // [n, n_head_kv * head_dim_v]
@@ -108,14 +70,13 @@ impl Attention {
         let qd = s.n_head * s.head_dim;
         let kd = s.n_head_kv * s.head_dim;
         let vd = s.n_head_kv * s.head_dim_v;
-        for i in 0..n {
-            self.rope
-                .apply(&mut q[i * qd..(i + 1) * qd], s.head_dim, pos + i);
-            self.rope
-                .apply(&mut k[i * kd..(i + 1) * kd], s.head_dim, pos + i);
+        for (i, &(seq, p)) in rows.rows.iter().enumerate() {
+            self.rope.apply(&mut q[i * qd..(i + 1) * qd], s.head_dim, p);
+            self.rope.apply(&mut k[i * kd..(i + 1) * kd], s.head_dim, p);
+            let slot = rows.slot(seq, p);
+            cache.k[slot * kd..(slot + 1) * kd].convert_from_f32_slice(&k[i * kd..(i + 1) * kd]);
+            cache.v[slot * vd..(slot + 1) * vd].convert_from_f32_slice(&v[i * vd..(i + 1) * vd]);
         }
-        cache.k[pos * kd..(pos + n) * kd].convert_from_f32_slice(&k);
-        cache.v[pos * vd..(pos + n) * vd].convert_from_f32_slice(&v);
         // Round queries to f16 precision, as the cached keys are.
         let mut q16 = vec![f16::ZERO; q.len()];
         round_f16(&mut q, &mut q16);
@@ -132,7 +93,7 @@ impl Attention {
             let mut row = vec![0.0f32; s.head_dim.max(s.head_dim_v)];
             for job in range {
                 let (i, h) = (job / s.n_head, job % s.n_head);
-                let p = pos + i;
+                let (seq, p) = rows.rows[i];
                 let lo = match self.window {
                     Some(win) if win > 0 => (p + 1).saturating_sub(win),
                     _ => 0,
@@ -143,7 +104,7 @@ impl Attention {
                     qh,
                     ck,
                     cv,
-                    lo..=p,
+                    (lo..=p).map(|kp| rows.slot(seq, kp)),
                     kh,
                     s,
                     self.scale,
@@ -161,7 +122,7 @@ impl Attention {
     }
 }
 
-/// One query head against keys/values `kps` of kv head `kh`: `acc = softmax(q·K * scale) V`,
+/// One query head against the keys/values in cache slots `kps` of kv head `kh`: `acc = softmax(q·K * scale) V`,
 /// in a single pass with a running max, the value accumulator rounded to f16 after every
 /// update as ggml's CPU flash attention does (`ggml_vec_mad_f16` / `ggml_vec_scale_f16`).
 #[allow(clippy::too_many_arguments)]
@@ -169,7 +130,7 @@ fn online_softmax_f16(
     q: &[f32],
     ck: &[f16],
     cv: &[f16],
-    kps: std::ops::RangeInclusive<usize>,
+    kps: impl Iterator<Item = usize>,
     kh: usize,
     s: AttnShape,
     scale: f32,

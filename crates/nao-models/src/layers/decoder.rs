@@ -2,7 +2,8 @@
 //! `x += [post_norm](attn(norm(x)))`, `x += [post_norm](mlp(norm(x)))`, then a final norm and
 //! the vocabulary projection. Architecture files differ only in how they fill these fields.
 
-use crate::layers::{Attention, Compute, Embedding, KvCache, Linear, Mlp};
+use crate::layers::kv::{KvCache, KvPool, Logits, Rows, SeqBatch};
+use crate::layers::{Attention, Compute, Embedding, Linear, Mlp};
 use crate::{ModelConfig, ModelError};
 use nao_kernels::ops::{add_assign, rms_norm};
 
@@ -35,31 +36,32 @@ fn norm_rows(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
 }
 
 impl Decoder {
-    /// Runs `tokens` at positions `pos..`; returns logits `[n_out, n_vocab]` for every token
-    /// (`all_logits`) or only the last.
-    pub fn forward(
+    /// Runs a batch of sequences through the model, storing their keys and values in
+    /// `kv`; returns the logits each sequence asked for, `[n_out, n_vocab]` in batch order.
+    ///
+    /// Every row is computed independently of the others (matmuls row by row, attention
+    /// over its own sequence), so a sequence's logits do not depend on what else is in the
+    /// batch: batched serving gives the same tokens as one request at a time.
+    pub fn forward_batch(
         &self,
-        tokens: &[u32],
-        pos: usize,
-        cache: &mut KvCache,
+        seqs: &[SeqBatch],
+        kv: &mut KvPool,
         c: &mut Compute,
-        all_logits: bool,
     ) -> Result<Vec<f32>, ModelError> {
-        let n = tokens.len();
+        let (kd, vd) = self.cfg.kv_dims();
+        kv.check_shape(self.blocks.len(), kd, vd)?;
+        let rows = Rows::new(seqs, kv)?;
+        let n = rows.len();
         if n == 0 {
             return Ok(Vec::new());
         }
-        if cache.layers.len() != self.blocks.len() {
-            return Err(ModelError::BadConfig(
-                "KV cache made for another model".into(),
-            ));
-        }
         let eps = self.cfg.rms_eps;
         let d = self.cfg.n_embd;
-        let mut x = self.embed.forward(tokens)?; // [n, n_embd]
-        for (b, lc) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+        let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let mut x = self.embed.forward(&tokens)?; // [n, n_embd]
+        for (b, lc) in self.blocks.iter().zip(kv.layers.iter_mut()) {
             let h = norm_rows(&x, &b.attn_norm, eps);
-            let mut a = b.attn.forward(&h, n, pos, lc, cache.n_ctx, c)?;
+            let mut a = b.attn.forward(&h, &rows, lc, c)?;
             if let Some(w) = &b.post_attn_norm {
                 a = norm_rows(&a, w, eps);
             }
@@ -71,13 +73,54 @@ impl Decoder {
             }
             add_assign(&mut x, &m);
         }
-        let (rows, n_out) = if all_logits {
-            (&x[..], n)
-        } else {
-            (&x[(n - 1) * d..], 1)
+        // Keep only the rows whose logits are wanted.
+        let mut out_rows: Vec<f32> = Vec::new();
+        let mut row = 0;
+        for s in seqs {
+            let len = s.tokens.len();
+            let keep = match s.logits {
+                Logits::None => 0..0,
+                Logits::Last if len > 0 => len - 1..len,
+                Logits::Last => 0..0,
+                Logits::All => 0..len,
+            };
+            out_rows.extend_from_slice(&x[(row + keep.start) * d..(row + keep.end) * d]);
+            row += len;
+        }
+        if out_rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let h = norm_rows(&out_rows, &self.output_norm, eps);
+        self.output.apply(&h, out_rows.len() / d, c)
+    }
+
+    /// Runs `tokens` of one sequence at positions `pos..` through a single-sequence cache;
+    /// returns logits `[n_out, n_vocab]` for every token (`all_logits`) or only the last.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        pos: usize,
+        cache: &mut KvCache,
+        c: &mut Compute,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, ModelError> {
+        if pos + tokens.len() > cache.n_ctx {
+            return Err(ModelError::ContextFull {
+                needed: pos + tokens.len(),
+                n_ctx: cache.n_ctx,
+            });
+        }
+        let seq = SeqBatch {
+            tokens,
+            pos,
+            table: &cache.table,
+            logits: if all_logits {
+                Logits::All
+            } else {
+                Logits::Last
+            },
         };
-        let h = norm_rows(rows, &self.output_norm, eps);
-        self.output.apply(&h, n_out, c)
+        self.forward_batch(&[seq], &mut cache.pool, c)
     }
 
     /// Bytes of weights read per decoded token (all matrices).

@@ -3,12 +3,14 @@
 mod attention;
 mod compute;
 mod decoder;
+pub mod kv;
 mod linear;
 mod mlp;
 pub mod standard;
 
-pub use attention::{Attention, AttnShape, KvCache, LayerCache};
+pub use attention::{Attention, AttnShape};
 pub use compute::Compute;
 pub use decoder::{Block, Decoder};
+pub use kv::{KvCache, KvPool, LayerCache, Logits, SeqBatch};
 pub use linear::{blk, Embedding, Linear, Loader};
 pub use mlp::{Activation, Mlp};
