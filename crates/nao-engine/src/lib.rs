@@ -2,11 +2,19 @@
 //!
 //! - [`api`]: the server/engine boundary ([`api::EngineHandle`], requests, events).
 //! - [`sample`]: the sampler chain (penalties, top-k, top-p, min-p, temperature, draw).
+//! - [`engine`]: the serving engine thread (continuous batching over a paged KV pool) and
+//!   [`engine::EngineClient`].
+//! - [`scheduler`]: the pure scheduling state machine; [`blocks`]: KV blocks and the prefix
+//!   cache; [`stop`]: stop strings over streamed text.
 //! - [`generate`]: the single-sequence generation loop (prefill, decode, stop at EOG).
 
 pub mod api;
+pub mod blocks;
+pub mod engine;
 pub mod generate;
 pub mod sample;
+pub mod scheduler;
+pub mod stop;
 
 pub use generate::{generate, FinishReason, GenerateParams, Generation};
 pub use sample::{Sampler, SamplerConfig};
