@@ -32,6 +32,8 @@ enum Cmd {
     Tokenize(TokenizeArgs),
     /// Measure prompt-processing and generation speed (llama-bench's shape).
     Bench(crate::bench::BenchArgs),
+    /// Serve the model over the OpenAI HTTP API (loopback by default).
+    Serve(crate::serve::ServeArgs),
     /// Print a model file's architecture, size, tensor types and context length.
     Info {
         /// Path to a GGUF file.
@@ -99,6 +101,7 @@ pub fn main() -> Result<()> {
         Cmd::Run(a) => run(a),
         Cmd::Tokenize(a) => tokenize(a),
         Cmd::Info { file } => info(&file),
+        Cmd::Serve(a) => crate::serve::serve(a),
         Cmd::Bench(a) => {
             let file = open(a.model_path())?;
             crate::bench::bench(a, file)
@@ -106,7 +109,7 @@ pub fn main() -> Result<()> {
     }
 }
 
-fn open(path: &Path) -> Result<Arc<GgufFile>> {
+pub(crate) fn open(path: &Path) -> Result<Arc<GgufFile>> {
     if !path.exists() {
         bail!("model file not found: {}", path.display());
     }
@@ -114,7 +117,7 @@ fn open(path: &Path) -> Result<Arc<GgufFile>> {
     Ok(Arc::new(f))
 }
 
-fn load_tokenizer(file: &GgufFile) -> Result<Tokenizer> {
+pub(crate) fn load_tokenizer(file: &GgufFile) -> Result<Tokenizer> {
     Tokenizer::from_gguf(file).context("cannot build the tokenizer from the model's metadata")
 }
 

@@ -1,6 +1,7 @@
 //! `nao`: the command-line front end.
 //!
-//! Subcommands: `run` (generate from a prompt), `tokenize`, `info`, `bench`. Errors print as one line
+//! Subcommands: `run` (generate from a prompt), `serve` (the OpenAI HTTP API), `tokenize`,
+//! `info`, `bench`. Errors print as one line
 //! and exit with status 1.
 
 /// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
@@ -13,6 +14,7 @@ macro_rules! outln {
 
 mod bench;
 mod cli;
+mod serve;
 
 use std::process::ExitCode;
 

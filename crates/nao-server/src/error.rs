@@ -1,0 +1,254 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every failure a client can see is an [`ApiError`], rendered as OpenAI's error object
+//! `{"error": {"message", "type", "param", "code"}}` with `code` a string or null (SDKs
+//! parse it as a string; an integer breaks some of them). Mid-stream errors use the same
+//! object on an SSE `data:` line, so the status/type/code table lives only here.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use nao_engine::api::{PromptError, SubmitError};
+use serde_json::{json, Value};
+
+/// A client-visible failure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or a field is out of range. `param` names the field.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<String>,
+        code: Option<&'static str>,
+    },
+    /// 401: missing or wrong API key.
+    #[error("invalid or missing API key")]
+    Unauthorized,
+    /// 404: the request names a model this server does not serve.
+    #[error("the model `{0}` does not exist")]
+    ModelNotFound(String),
+    /// 404: no such route.
+    #[error("invalid URL ({method} {path})")]
+    NotFound { method: String, path: String },
+    /// 405: the route exists, the method does not.
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// 413: the body is larger than the configured limit.
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// 503 with `Retry-After`: the engine queue is full; retrying soon may succeed.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// 503: the engine or the server is going away.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a real internal fault (the engine failed a request it had accepted).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 naming the offending field.
+    pub fn bad(param: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            param: Some(param.into()),
+            code: None,
+        }
+    }
+
+    /// A 400 about the request as a whole (no single field to blame).
+    pub fn bad_body(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `type` field.
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "authentication_error",
+            ApiError::Overloaded { .. } | ApiError::Unavailable(_) | ApiError::Internal(_) => {
+                "server_error"
+            }
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// OpenAI's `code` field: always a string or null.
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::BadRequest { code, .. } => *code,
+            ApiError::Unauthorized => Some("invalid_api_key"),
+            ApiError::ModelNotFound(_) => Some("model_not_found"),
+            ApiError::NotFound { .. } => Some("not_found"),
+            ApiError::MethodNotAllowed { .. } => Some("method_not_allowed"),
+            ApiError::BodyTooLarge { .. } => Some("request_too_large"),
+            ApiError::Overloaded { .. } => Some("server_overloaded"),
+            ApiError::Unavailable(_) => Some("service_unavailable"),
+            ApiError::Internal(_) => None,
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            ApiError::BadRequest { param, .. } => param.as_deref(),
+            ApiError::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// The `{"error": {...}}` object, for bodies and for mid-stream `data:` lines.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "error": {
+                "message": self.to_string(),
+                "type": self.kind(),
+                "param": self.param(),
+                "code": self.code(),
+            }
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.to_json().to_string();
+        let mut resp = (
+            self.status(),
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+        if let ApiError::Overloaded {
+            retry_after_secs, ..
+        } = self
+        {
+            // The openai SDKs honour Retry-After on 5xx before their own backoff.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        resp
+    }
+}
+
+impl ApiError {
+    /// Maps an engine refusal. `prompt_param` is the field that held the prompt
+    /// (`messages` or `prompt`), which is what a too-long or bad prompt blames.
+    pub fn from_submit(err: SubmitError, prompt_param: &str, retry_after_secs: u64) -> Self {
+        let message = err.to_string();
+        match err {
+            SubmitError::QueueFull { .. } => ApiError::Overloaded {
+                message,
+                retry_after_secs,
+            },
+            SubmitError::PromptTooLong { .. } => ApiError::BadRequest {
+                message,
+                param: Some(prompt_param.to_string()),
+                code: Some("context_length_exceeded"),
+            },
+            SubmitError::EmptyPrompt | SubmitError::TokenOutOfRange { .. } => {
+                ApiError::bad(prompt_param, message)
+            }
+            SubmitError::BadParams(_) => ApiError::bad_body(message),
+            SubmitError::ShutDown => ApiError::Unavailable(message),
+        }
+    }
+}
+
+impl From<PromptError> for ApiError {
+    fn from(err: PromptError) -> Self {
+        let message = err.to_string();
+        match err {
+            PromptError::BadMessages(_) => ApiError::bad("messages", message),
+            PromptError::NoTemplate => ApiError::BadRequest {
+                message,
+                param: None,
+                code: Some("no_chat_template"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_is_string_or_null_for_every_variant() {
+        let all = [
+            ApiError::bad("n", "x"),
+            ApiError::Unauthorized,
+            ApiError::ModelNotFound("m".into()),
+            ApiError::NotFound {
+                method: "GET".into(),
+                path: "/x".into(),
+            },
+            ApiError::MethodNotAllowed {
+                method: "GET".into(),
+                path: "/x".into(),
+            },
+            ApiError::BodyTooLarge { limit: 1 },
+            ApiError::Overloaded {
+                message: "busy".into(),
+                retry_after_secs: 1,
+            },
+            ApiError::Unavailable("x".into()),
+            ApiError::Internal("x".into()),
+        ];
+        for e in all {
+            let v = e.to_json();
+            let code = &v["error"]["code"];
+            assert!(code.is_string() || code.is_null(), "{e:?}: {code}");
+            assert!(v["error"]["message"].is_string());
+            assert!(v["error"]["type"].is_string());
+            assert!(e.status().is_client_error() || e.status().is_server_error());
+        }
+    }
+
+    #[test]
+    fn submit_errors_map_to_statuses() {
+        let s = |e| ApiError::from_submit(e, "prompt", 1).status().as_u16();
+        assert_eq!(
+            s(SubmitError::QueueFull {
+                waiting: 1,
+                limit: 1
+            }),
+            503
+        );
+        assert_eq!(
+            s(SubmitError::PromptTooLong {
+                n_prompt_tokens: 9,
+                n_ctx: 4
+            }),
+            400
+        );
+        assert_eq!(s(SubmitError::EmptyPrompt), 400);
+        assert_eq!(s(SubmitError::TokenOutOfRange { id: -1, n_vocab: 3 }), 400);
+        assert_eq!(s(SubmitError::BadParams("x".into())), 400);
+        assert_eq!(s(SubmitError::ShutDown), 503);
+        assert_eq!(ApiError::from(PromptError::NoTemplate).status(), 400);
+        assert_eq!(
+            ApiError::from(PromptError::BadMessages("x".into())).status(),
+            400
+        );
+    }
+}

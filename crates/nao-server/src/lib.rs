@@ -1,0 +1,209 @@
+//! nao-server: an OpenAI-compatible HTTP server over an [`EngineHandle`].
+//!
+//! - [`router`] / [`serve`]: routes, limits, graceful shutdown (this file).
+//! - [`error`]: [`ApiError`], the one place errors become status codes and OpenAI JSON.
+//! - `openai`: request parsing and validation, response and chunk builders, handlers.
+//! - `stream`: the SSE body of streamed responses.
+//! - `auth`: `Authorization: Bearer` checking.
+//! - `metrics`: `/metrics` (Prometheus text) and the one-line request log.
+//!
+//! The server never sees the model: it renders and tokenizes prompts through the engine
+//! handle and reads events back, so its tests run against a fake engine.
+
+mod auth;
+pub mod error;
+mod metrics;
+mod openai;
+mod stream;
+
+pub use error::ApiError;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use nao_engine::api::EngineHandle;
+use serde_json::json;
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Limits and options of the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// When set, every route but `/health` and `/healthz` needs `Authorization: Bearer KEY`.
+    pub api_key: Option<String>,
+    /// Larger bodies get 413 before they are read to the end.
+    pub max_body_bytes: usize,
+    /// Most choices (`n`) per request.
+    pub max_n: usize,
+    /// Most prompts in one batched `/v1/completions` request.
+    pub max_prompts: usize,
+    /// Most tokens one request may ask for; also never more than the context size.
+    pub max_tokens_cap: usize,
+    /// Most `top_logprobs` (chat); legacy completions `logprobs` is capped at 5 as well.
+    pub max_top_logprobs: usize,
+    /// Most stop sequences.
+    pub max_stop: usize,
+    /// Longest stop sequence, in bytes.
+    pub max_stop_len: usize,
+    /// Most `logit_bias` entries.
+    pub max_logit_bias: usize,
+    /// After the shutdown signal, in-flight requests get this long to finish; then streams
+    /// are ended with an error line and `[DONE]`.
+    pub shutdown_drain: Duration,
+    /// `Retry-After` (seconds) sent with 503 when the engine queue is full.
+    pub retry_after_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            api_key: None,
+            max_body_bytes: 8 << 20,
+            max_n: 8,
+            max_prompts: 16,
+            max_tokens_cap: 32768,
+            max_top_logprobs: 20,
+            max_stop: 4,
+            max_stop_len: 256,
+            max_logit_bias: 1024,
+            shutdown_drain: Duration::from_secs(5),
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub engine: Arc<dyn EngineHandle>,
+    pub cfg: ServerConfig,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Becomes `true` when in-flight requests must end (shutdown drain over).
+    pub abort: watch::Receiver<bool>,
+}
+
+/// The application without a listener (for tests and for embedding). Requests in flight
+/// are never aborted by this router alone; [`serve`] adds that.
+pub fn router(engine: Arc<dyn EngineHandle>, cfg: ServerConfig) -> Router {
+    let (_tx, rx) = watch::channel(false);
+    build(engine, cfg, rx)
+}
+
+fn build(engine: Arc<dyn EngineHandle>, cfg: ServerConfig, abort: watch::Receiver<bool>) -> Router {
+    let limit = cfg.max_body_bytes;
+    let state = Arc::new(AppState {
+        engine,
+        cfg,
+        metrics: Arc::new(metrics::Metrics::default()),
+        abort,
+    });
+    Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models/{*id}", get(openai::get_model))
+        .route("/health", get(health))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        // Layers run bottom-up on the way in: the log/metrics layer sees every response,
+        // including 401s from the auth layer.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+async fn health() -> Response {
+    openai::json_response(&json!({"status": "ok"}))
+}
+
+async fn not_found(req: Request) -> Response {
+    ApiError::NotFound {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
+    .into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
+    .into_response()
+}
+
+/// How long connections get to close after streams were ended by the drain deadline.
+const FLUSH_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves until `shutdown` resolves, then shuts down gracefully: stop accepting, let
+/// in-flight requests finish for up to `cfg.shutdown_drain`, then end the remaining
+/// streams (an error line and `[DONE]`; non-streamed requests get 503), and return at the
+/// latest one second later.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Arc<dyn EngineHandle>,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let drain = cfg.shutdown_drain;
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let app = build(engine, cfg, abort_rx);
+    let signal = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        res = &mut server => return res,
+        _ = stop_rx.wait_for(|stopping| *stopping) => {}
+    }
+    if let Ok(res) = tokio::time::timeout(drain, &mut server).await {
+        return res;
+    }
+    let _ = abort_tx.send(true);
+    match tokio::time::timeout(FLUSH_GRACE, &mut server).await {
+        Ok(res) => res,
+        // Dropping the server future closes whatever connections are left.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM (what container runtimes send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,164 @@
+//! Server-sent events for `"stream": true`.
+//!
+//! [`SseStream`] is the response body itself: it owns the engine receivers (through
+//! [`Events`]) and turns events into `data: {json}\n\n` frames as the client reads them.
+//! No task is spawned, so nothing else keeps a request alive: when the client goes away,
+//! hyper drops the body, the receivers drop, and the engine cancels the sequences.
+//!
+//! Frame order per response: the role chunk of every choice (chat), then text chunks as
+//! they come, one finish chunk per choice, the usage chunk when asked for, `[DONE]`.
+//! An engine error or the server shutting down ends the stream with an `error` data line
+//! followed by `[DONE]`.
+
+use crate::error::ApiError;
+use crate::metrics::{log_line, LogTokens};
+use crate::openai::response::{self, Kind, Meta};
+use crate::openai::{Events, UsageSum};
+use axum::body::Bytes;
+use futures_core::Stream;
+use nao_engine::api::Event;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+pub struct SseStream {
+    meta: Meta,
+    events: Events,
+    /// Resolves when the server's shutdown drain is over.
+    abort: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Frames ready to go out.
+    queue: VecDeque<Bytes>,
+    /// Legacy `text_offset` per choice.
+    offsets: Vec<usize>,
+    usage: UsageSum,
+    /// The last frame is queued; nothing more will be produced.
+    ended: bool,
+    path: &'static str,
+    start: Instant,
+    /// Set when the stream ended by itself (not by the client leaving), for the log line.
+    outcome: &'static str,
+}
+
+impl SseStream {
+    pub fn new(
+        meta: Meta,
+        events: Events,
+        abort: Pin<Box<dyn Future<Output = ()> + Send>>,
+        path: &'static str,
+        start: Instant,
+    ) -> Self {
+        let n = events.n_choices();
+        let mut s = SseStream {
+            meta,
+            events,
+            abort,
+            queue: VecDeque::new(),
+            offsets: vec![0; n],
+            usage: UsageSum::default(),
+            ended: false,
+            path,
+            start,
+            outcome: " (client disconnected)",
+        };
+        if s.meta.kind == Kind::Chat {
+            for i in 0..n {
+                let c = response::role_chunk(&s.meta, i);
+                s.push(&c);
+            }
+        }
+        s
+    }
+
+    fn push(&mut self, v: &Value) {
+        self.queue.push_back(Bytes::from(format!("data: {v}\n\n")));
+    }
+
+    /// Ends the stream early with an error line; remaining sequences are cancelled.
+    fn fail(&mut self, err: ApiError, outcome: &'static str) {
+        self.events.cancel();
+        self.push(&err.to_json());
+        self.finish(outcome);
+    }
+
+    fn finish(&mut self, outcome: &'static str) {
+        self.queue
+            .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+        self.ended = true;
+        self.outcome = outcome;
+    }
+
+    fn on_event(&mut self, i: usize, ev: Event) {
+        match ev {
+            Event::Text { text, logprobs } => {
+                if text.is_empty() && logprobs.is_empty() {
+                    return;
+                }
+                let c =
+                    response::delta_chunk(&self.meta, i, &text, &logprobs, &mut self.offsets[i]);
+                self.push(&c);
+            }
+            Event::Done { finish, usage, .. } => {
+                self.usage.add(self.events.prompt_idx(i), usage);
+                let c = response::finish_chunk(&self.meta, i, finish);
+                self.push(&c);
+            }
+            Event::Error(msg) => self.fail(ApiError::Internal(msg), " (engine error)"),
+        }
+    }
+}
+
+impl Stream for SseStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(frame) = this.queue.pop_front() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            if this.abort.as_mut().poll(cx).is_ready() {
+                this.fail(
+                    ApiError::Unavailable("the server is shutting down".into()),
+                    " (ended by shutdown)",
+                );
+                continue;
+            }
+            match this.events.poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some((i, ev))) => this.on_event(i, ev),
+                Poll::Ready(None) => {
+                    if this.meta.include_usage {
+                        let c = response::usage_chunk(&this.meta, this.usage.total);
+                        this.push(&c);
+                    }
+                    this.finish("");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SseStream {
+    /// The log line of a streamed request, written when its body is done or dropped.
+    fn drop(&mut self) {
+        let u = self.usage.total;
+        log_line(
+            "POST",
+            self.path,
+            200,
+            self.start.elapsed(),
+            Some(LogTokens {
+                prompt: u.prompt_tokens.max(self.events.prompt_tokens),
+                completion: u.completion_tokens,
+            }),
+            self.outcome,
+        );
+    }
+}
