@@ -11,12 +11,15 @@
 //! and tool-call `arguments` given as JSON strings are parsed into objects when the
 //! template only renders object arguments.
 
+mod builtin;
 mod pyjson;
 mod strftime;
 
 use minijinja::value::{Kwargs, Serde, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::{json, Value as Json};
+
+pub use builtin::builtin_template;
 
 /// Fuel per render (~ one unit per instruction, one per 64 bytes of data created).
 const FUEL: u64 = 5_000_000;

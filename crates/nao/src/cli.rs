@@ -129,11 +129,23 @@ fn tokenize(a: TokenizeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The model's chat template, or the built-in one for its architecture when the file has
+/// none.
+pub(crate) fn chat_template_source(file: &GgufFile) -> Result<String> {
+    if let Some(src) = file
+        .get_str("tokenizer.chat_template")
+        .context("cannot read the chat template")?
+    {
+        return Ok(src.to_string());
+    }
+    let arch = file.architecture().unwrap_or_default();
+    Ok(nao_tokenizer::chat::builtin_template(arch).to_string())
+}
+
 /// Renders `prompt` as one user message through the model's chat template.
 fn apply_chat_template(file: &GgufFile, tok: &Tokenizer, prompt: &str) -> Result<String> {
-    let source = file
-        .get_str("tokenizer.chat_template")?
-        .context("the model has no chat template (tokenizer.chat_template)")?;
+    let source = chat_template_source(file)?;
+    let source = source.as_str();
     let text_of = |id: Option<u32>| {
         id.and_then(|i| tok.token_text(i))
             .unwrap_or_default()

@@ -50,10 +50,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     }
     let file = crate::cli::open(&a.model)?;
     let tok = crate::cli::load_tokenizer(&file)?;
-    let template = file
-        .get_str("tokenizer.chat_template")
-        .context("cannot read the chat template")?
-        .map(str::to_string);
+    let template = crate::cli::chat_template_source(&file)?;
     let model = load_model(Arc::clone(&file))
         .with_context(|| format!("cannot load model {}", a.model.display()))?;
     let id = a.alias.clone().unwrap_or_else(|| {
@@ -73,7 +70,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         max_queue: a.max_queue,
         n_threads,
     };
-    let (engine, _thread) = start(model, tok, template.as_deref(), cfg)?;
+    let (engine, _thread) = start(model, tok, Some(&template), cfg)?;
     let server_cfg = nao_server::ServerConfig {
         api_key: a.api_key.clone(),
         ..nao_server::ServerConfig::default()
