@@ -1,5 +1,6 @@
 //! nao-kernels: tensor formats and CPU compute.
 //!
+//! - [`attn`]: attention inner loops over an f16 KV cache (ggml flash-attention numerics).
 //! - [`dtype`]: the element/block types GGUF files use, with their byte sizes.
 //! - [`blocks`]: `#[repr(C)]` quantization blocks, byte-identical to ggml's layouts.
 //! - [`cast`]: the one place byte slices become block slices (alignment and length checked).
@@ -11,6 +12,7 @@
 //! - [`matmul`]: weight × activation products over the pool.
 //! - [`probe`]: the memory-bandwidth probe behind roofline figures.
 
+pub mod attn;
 pub mod blocks;
 pub mod cast;
 pub mod dequant;

@@ -16,7 +16,8 @@ use crate::layers::{Compute, Linear};
 use crate::ModelError;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use nao_kernels::ops::{dot_f32, rms_norm_chunks, Rope};
+use nao_kernels::attn::{acc_update_f16, dot_f16_f32};
+use nao_kernels::ops::{rms_norm_chunks, Rope};
 use nao_kernels::pool::SharedMut;
 
 /// Head counts and sizes of one attention layer.
@@ -89,8 +90,6 @@ impl Attention {
         let q = &q;
         c.pool.for_ranges(s.n_head * n, &|range| {
             let mut acc = vec![0.0f32; s.head_dim_v];
-            let mut acc16 = vec![f16::ZERO; s.head_dim_v];
-            let mut row = vec![0.0f32; s.head_dim.max(s.head_dim_v)];
             for job in range {
                 let (i, h) = (job / s.n_head, job % s.n_head);
                 let (seq, p) = rows.rows[i];
@@ -108,9 +107,7 @@ impl Attention {
                     kh,
                     s,
                     self.scale,
-                    &mut row,
                     &mut acc,
-                    &mut acc16,
                 );
                 let base = i * od + h * s.head_dim_v;
                 for (d, &a) in acc.iter().enumerate() {
@@ -122,9 +119,10 @@ impl Attention {
     }
 }
 
-/// One query head against the keys/values in cache slots `kps` of kv head `kh`: `acc = softmax(q·K * scale) V`,
-/// in a single pass with a running max, the value accumulator rounded to f16 after every
-/// update as ggml's CPU flash attention does (`ggml_vec_mad_f16` / `ggml_vec_scale_f16`).
+/// One query head against the keys/values in cache slots `kps` of kv head `kh`:
+/// `acc = softmax(q·K * scale) V`, in a single pass with a running max, the value
+/// accumulator kept at f16 precision as ggml's CPU flash attention does (see
+/// [`nao_kernels::attn`]).
 #[allow(clippy::too_many_arguments)]
 fn online_softmax_f16(
     q: &[f32],
@@ -134,9 +132,7 @@ fn online_softmax_f16(
     kh: usize,
     s: AttnShape,
     scale: f32,
-    row: &mut [f32],
     acc: &mut [f32],
-    acc16: &mut [f16],
 ) {
     let kd = s.n_head_kv * s.head_dim;
     let vd = s.n_head_kv * s.head_dim_v;
@@ -145,9 +141,7 @@ fn online_softmax_f16(
     acc.iter_mut().for_each(|a| *a = 0.0);
     for kp in kps {
         let kr = &ck[kp * kd + kh * s.head_dim..kp * kd + (kh + 1) * s.head_dim];
-        let kf = &mut row[..s.head_dim];
-        kr.convert_to_f32_slice(kf);
-        let score = dot_f32(q, kf) * scale;
+        let score = dot_f16_f32(kr, q) * scale;
         let (ms, vs) = if score > max {
             let ms = (max - score).exp();
             max = score;
@@ -156,17 +150,7 @@ fn online_softmax_f16(
             (1.0, (score - max).exp())
         };
         let vr = &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
-        let vf = &mut row[..s.head_dim_v];
-        vr.convert_to_f32_slice(vf);
-        if ms != 1.0 {
-            // ggml rounds the rescaled accumulator before adding the new value.
-            acc.iter_mut().for_each(|a| *a *= ms);
-            round_f16(acc, acc16);
-        }
-        for (a, &v) in acc.iter_mut().zip(vf.iter()) {
-            *a = v.mul_add(vs, *a);
-        }
-        round_f16(acc, acc16);
+        acc_update_f16(acc, vr, vs, ms);
         sum = sum * ms + vs;
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
