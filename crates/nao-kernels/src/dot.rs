@@ -5,13 +5,17 @@
 //! Q4_1/Q5_1 → Q8_1, K-quants → Q8_K, float weights → f32. [`QuantizedActs`] does that
 //! quantization once per matmul; [`vec_dot`] is the per-row kernel.
 //!
-//! The instruction set is detected once (AVX2+FMA, plus F16C for f16 rows) and cached.
-//! Every SIMD kernel in [`avx2`] has a twin in [`scalar`] with the same algorithm.
+//! The instruction set is detected once (AVX2+FMA, plus F16C for f16 rows; AVX-512
+//! F/BW/VL + VNNI on top) and cached; `NAO_SIMD=avx2` or `NAO_SIMD=scalar` in the environment
+//! caps it (for comparisons). Every SIMD kernel in [`avx2`] and [`avx512`] has a twin in
+//! [`scalar`] with the same algorithm.
 //! Kernels with AVX2 paths: Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F32, F16, BF16.
+//! Kernels with AVX-512 VNNI paths: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K.
 //! Scalar only: Q4_1, Q5_1, Q2_K, Q3_K.
 
 use crate::blocks::{Block, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};
 use crate::cast::cast_slice;
+use crate::pool::{SharedMut, ThreadPool};
 use crate::quantize::{quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k};
 use crate::{DType, KernelError};
 use half::f16;
@@ -19,6 +23,8 @@ use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod scalar;
 
 /// Activation format a weight type's dot product consumes.
@@ -133,6 +139,92 @@ impl QuantizedActs {
         n_rows: usize,
         k: usize,
     ) -> Result<(), KernelError> {
+        let total = self.prepare(w, x, n_rows, k)?;
+        match self.kind {
+            ActType::F32 => {}
+            ActType::Q8_0 => quantize_row_q8_0(x, &mut self.q8_0[..total]),
+            ActType::Q8_1 => quantize_row_q8_1(x, &mut self.q8_1[..total]),
+            ActType::Q8K => quantize_row_q8_k(x, &mut self.q8k[..total]),
+        }
+        Ok(())
+    }
+
+    /// [`QuantizedActs::quantize`] with the rows split across `pool` (the result is the
+    /// same: each row is quantized on its own).
+    pub fn quantize_par(
+        &mut self,
+        w: DType,
+        x: &[f32],
+        n_rows: usize,
+        k: usize,
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        if n_rows < 2 || pool.n_threads() < 2 {
+            return self.quantize(w, x, n_rows, k);
+        }
+        let total = self.prepare(w, x, n_rows, k)?;
+        let row_len = self.row_len;
+        /// Runs `f(x rows, block rows)` over row ranges on the pool.
+        fn split<T: Send>(
+            pool: &ThreadPool,
+            x: &[f32],
+            k: usize,
+            n_rows: usize,
+            row_len: usize,
+            dst: &mut [T],
+            f: fn(&[f32], &mut [T]),
+        ) {
+            let out = SharedMut::new(dst);
+            pool.for_ranges(n_rows, &|r| {
+                // SAFETY: `for_ranges` hands each thread a disjoint row range, so the block
+                // ranges are disjoint; `dst` outlives the pool job (for_ranges returns after
+                // every range is done).
+                let d = unsafe { out.slice_mut(r.start * row_len..r.end * row_len) };
+                f(&x[r.start * k..r.end * k], d);
+            });
+        }
+        match self.kind {
+            ActType::F32 => {}
+            ActType::Q8_0 => split(
+                pool,
+                x,
+                k,
+                n_rows,
+                row_len,
+                &mut self.q8_0[..total],
+                quantize_row_q8_0,
+            ),
+            ActType::Q8_1 => split(
+                pool,
+                x,
+                k,
+                n_rows,
+                row_len,
+                &mut self.q8_1[..total],
+                quantize_row_q8_1,
+            ),
+            ActType::Q8K => split(
+                pool,
+                x,
+                k,
+                n_rows,
+                row_len,
+                &mut self.q8k[..total],
+                quantize_row_q8_k,
+            ),
+        }
+        Ok(())
+    }
+
+    /// Validates the shapes, records them, and sizes the buffer for the new rows (F32 rows
+    /// are copied here). Returns the number of blocks (or floats) to fill.
+    fn prepare(
+        &mut self,
+        w: DType,
+        x: &[f32],
+        n_rows: usize,
+        k: usize,
+    ) -> Result<usize, KernelError> {
         let kind = act_type(w).ok_or(KernelError::Unsupported(w))?;
         let block = w.block_size().max(kind.block_size());
         // (Remainder spelled out: `is_multiple_of` needs Rust 1.87, above the MSRV.)
@@ -161,23 +253,14 @@ impl QuantizedActs {
                 self.f32s.clear();
                 self.f32s.extend_from_slice(x);
             }
-            ActType::Q8_0 => {
-                self.q8_0.resize(total, ZERO_Q8_0);
-                quantize_row_q8_0(x, &mut self.q8_0[..total]);
-            }
-            ActType::Q8_1 => {
-                self.q8_1.resize(total, ZERO_Q8_1);
-                quantize_row_q8_1(x, &mut self.q8_1[..total]);
-            }
-            ActType::Q8K => {
-                self.q8k.resize(total, ZERO_Q8K);
-                quantize_row_q8_k(x, &mut self.q8k[..total]);
-            }
+            ActType::Q8_0 => self.q8_0.resize(total.max(self.q8_0.len()), ZERO_Q8_0),
+            ActType::Q8_1 => self.q8_1.resize(total.max(self.q8_1.len()), ZERO_Q8_1),
+            ActType::Q8K => self.q8k.resize(total.max(self.q8k.len()), ZERO_Q8K),
         }
         self.kind = kind;
         self.n_rows = n_rows;
         self.row_len = row_len;
-        Ok(())
+        Ok(total)
     }
 
     /// Format of the rows quantized last.
@@ -214,13 +297,27 @@ enum Isa {
     Avx2,
     /// AVX2 + FMA + F16C.
     Avx2F16c,
+    /// AVX2 + FMA + F16C + AVX-512 F/BW/VL + AVX-512 VNNI.
+    Avx512,
 }
 
 fn detect() -> Isa {
+    let cap = std::env::var("NAO_SIMD").unwrap_or_default();
+    if cap == "scalar" {
+        return Isa::Scalar;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             if std::is_x86_feature_detected!("f16c") {
+                if cap != "avx2"
+                    && std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx512vnni")
+                {
+                    return Isa::Avx512;
+                }
                 return Isa::Avx2F16c;
             }
             return Isa::Avx2;
@@ -235,13 +332,95 @@ fn isa() -> Isa {
     *ISA.get_or_init(detect)
 }
 
-/// Name of the kernel set [`vec_dot`] uses on this machine (`"avx2"`, `"avx2+f16c"`, `"scalar"`).
+/// Name of the kernel set [`vec_dot`] uses on this machine (`"avx512vnni"`, `"avx2"`,
+/// `"avx2+f16c"`, `"scalar"`).
 pub fn simd_name() -> &'static str {
     match isa() {
         Isa::Scalar => "scalar",
         Isa::Avx2 => "avx2",
         Isa::Avx2F16c => "avx2+f16c",
+        Isa::Avx512 => "avx512vnni",
     }
+}
+
+/// Whether the AVX-512 kernels are in use (so [`avx512_quantize_block_q8_k`] may be called).
+#[inline]
+pub(crate) fn avx512_enabled() -> bool {
+    isa() == Isa::Avx512
+}
+
+/// The AVX-512 Q8_K block quantizer.
+///
+/// # Safety
+/// [`avx512_enabled`] must have returned true.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) unsafe fn avx512_quantize_block_q8_k(x: &[f32; QK_K], y: &mut BlockQ8K) {
+    // SAFETY: the caller established AVX-512 F/BW/VL through `avx512_enabled`.
+    unsafe { avx512::quantize_block_q8_k(x, y) }
+}
+
+/// A kernel set that tests and benchmarks can ask for by name ([`vec_dot_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    Scalar,
+    /// AVX2 + FMA (+ F16C where the CPU has it).
+    Avx2,
+    /// AVX-512 F/BW/VL + VNNI (on top of AVX2, FMA, F16C).
+    Avx512,
+}
+
+impl SimdLevel {
+    /// The detected kernel set for this level, or `None` when this machine (or `NAO_SIMD`)
+    /// does not allow it.
+    fn isa(self) -> Option<Isa> {
+        let best = isa();
+        match self {
+            SimdLevel::Scalar => Some(Isa::Scalar),
+            SimdLevel::Avx2 => match best {
+                Isa::Scalar => None,
+                Isa::Avx2 => Some(Isa::Avx2),
+                Isa::Avx2F16c | Isa::Avx512 => Some(Isa::Avx2F16c),
+            },
+            SimdLevel::Avx512 => (best == Isa::Avx512).then_some(Isa::Avx512),
+        }
+    }
+
+    /// Whether this machine runs this level (tests skip the levels it lacks).
+    pub fn available(self) -> bool {
+        self.isa().is_some()
+    }
+}
+
+/// [`vec_dot`] on the kernel set `level`, or `Ok(None)` when this machine lacks it.
+pub fn vec_dot_at(
+    level: SimdLevel,
+    w: DType,
+    k: usize,
+    w_row: &[u8],
+    a: ActRow<'_>,
+) -> Result<Option<f32>, KernelError> {
+    let Some(isa) = level.isa() else {
+        return Ok(None);
+    };
+    check(w, k, w_row, &a)?;
+    dot_checked(w, w_row, a, isa).map(Some)
+}
+
+/// [`vec_dot_multi`] on the kernel set `level`; `Ok(false)` (and `out` untouched) when this
+/// machine lacks it.
+pub fn vec_dot_multi_at(
+    level: SimdLevel,
+    w: DType,
+    k: usize,
+    w_row: &[u8],
+    acts: &[ActRow<'_>],
+    out: &mut [f32],
+) -> Result<bool, KernelError> {
+    let Some(isa) = level.isa() else {
+        return Ok(false);
+    };
+    multi_impl(w, k, w_row, acts, out, isa).map(|()| true)
 }
 
 /// Views a weight row as blocks, mapping a misaligned start to an error.
@@ -268,7 +447,13 @@ fn check_len(expected: usize, got: usize) -> Result<(), KernelError> {
 
 /// Checks that `w_row` holds `k` elements of `w` and `a` holds `k` activations of the matching
 /// format.
+#[inline]
 fn check(w: DType, k: usize, w_row: &[u8], a: &ActRow<'_>) -> Result<(), KernelError> {
+    check_lens(w, k, w_row.len(), a)
+}
+
+/// [`check`] for a weight row of `row_len` bytes.
+fn check_lens(w: DType, k: usize, row_len: usize, a: &ActRow<'_>) -> Result<(), KernelError> {
     let kind = act_type(w).ok_or(KernelError::Unsupported(w))?;
     if kind != a.act_type() {
         return Err(KernelError::Unsupported(w));
@@ -284,12 +469,73 @@ fn check(w: DType, k: usize, w_row: &[u8], a: &ActRow<'_>) -> Result<(), KernelE
         });
     }
     let bytes = (k / bs).saturating_mul(w.block_bytes());
-    check_len(bytes, w_row.len())?;
+    check_len(bytes, row_len)?;
     match a {
         ActRow::F32(y) => check_len(k, y.len()),
         ActRow::Q8_0(y) => check_len(k / 32, y.len()),
         ActRow::Q8_1(y) => check_len(k / 32, y.len()),
         ActRow::Q8K(y) => check_len(k / QK_K, y.len()),
+    }
+}
+
+/// Dot products of many weight rows of one matrix with a fixed set of activation rows, the
+/// lengths validated once ([`crate::matmul`]'s inner loops) instead of on every call.
+pub(crate) struct RowDots<'s, 'a> {
+    w: DType,
+    row_bytes: usize,
+    acts: &'s [ActRow<'a>],
+    isa: Isa,
+}
+
+impl<'s, 'a> RowDots<'s, 'a> {
+    /// Validates `acts` (all of `k` activations in `w`'s format) for rows of `k` elements of
+    /// `w`.
+    pub(crate) fn new(w: DType, k: usize, acts: &'s [ActRow<'a>]) -> Result<Self, KernelError> {
+        let row_bytes =
+            w.bytes_for(k as u64)
+                .map(|b| b as usize)
+                .ok_or(KernelError::BadElementCount {
+                    dtype: w,
+                    n: k,
+                    block: w.block_size(),
+                })?;
+        for a in acts {
+            check_lens(w, k, row_bytes, a)?;
+        }
+        Ok(RowDots {
+            w,
+            row_bytes,
+            acts,
+            isa: isa(),
+        })
+    }
+
+    /// `vec_dot(w, k, row, acts[t])`, bit for bit.
+    #[inline]
+    pub(crate) fn dot(&self, row: &[u8], t: usize) -> Result<f32, KernelError> {
+        check_len(self.row_bytes, row.len())?;
+        let a = *self.acts.get(t).ok_or(KernelError::SizeMismatch {
+            expected: self.acts.len(),
+            got: t,
+        })?;
+        dot_checked(self.w, row, a, self.isa)
+    }
+
+    /// `out[i] = vec_dot(w, k, row, acts[cols.start + i])`, bit for bit (as [`vec_dot_multi`]).
+    #[inline]
+    pub(crate) fn multi(
+        &self,
+        row: &[u8],
+        cols: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        check_len(self.row_bytes, row.len())?;
+        let acts = self.acts.get(cols).ok_or(KernelError::SizeMismatch {
+            expected: self.acts.len(),
+            got: out.len(),
+        })?;
+        check_len(acts.len(), out.len())?;
+        multi_checked(self.w, row, acts, out, self.isa)
     }
 }
 
@@ -302,17 +548,34 @@ fn check(w: DType, k: usize, w_row: &[u8], a: &ActRow<'_>) -> Result<(), KernelE
 /// block type.
 pub fn vec_dot(w: DType, k: usize, w_row: &[u8], a: ActRow<'_>) -> Result<f32, KernelError> {
     check(w, k, w_row, &a)?;
+    dot_checked(w, w_row, a, isa())
+}
+
+/// [`vec_dot`] on the kernel set `isa` (`isa()` or a lower level), with the lengths already
+/// checked by [`check`].
+#[inline]
+fn dot_checked(w: DType, w_row: &[u8], a: ActRow<'_>, isa: Isa) -> Result<f32, KernelError> {
     #[cfg(target_arch = "x86_64")]
     {
-        let isa = isa();
+        if isa == Isa::Avx512 {
+            // SAFETY: `Isa::Avx512` is only ever detected (never constructed otherwise) after
+            // `is_x86_feature_detected!` reported AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C,
+            // which is dispatch's whole contract.
+            if let Some(v) = unsafe { avx512::dispatch(w, w_row, a)? } {
+                return Ok(v);
+            }
+        }
         if isa != Isa::Scalar {
-            // SAFETY: `isa()` reported AVX2 and FMA (and F16C for Avx2F16c) via
-            // `is_x86_feature_detected!`, which is dispatch's whole contract.
-            if let Some(v) = unsafe { avx2::dispatch(isa == Isa::Avx2F16c, w, w_row, a)? } {
+            // SAFETY: every non-scalar level was detected with AVX2 and FMA (and F16C for
+            // Avx2F16c and Avx512) via `is_x86_feature_detected!`, dispatch's whole contract.
+            let f16c = matches!(isa, Isa::Avx2F16c | Isa::Avx512);
+            if let Some(v) = unsafe { avx2::dispatch(f16c, w, w_row, a)? } {
                 return Ok(v);
             }
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     dispatch_scalar(w, w_row, a)
 }
 
@@ -321,9 +584,10 @@ pub const MULTI_COLS: usize = 4;
 
 /// `out[t] = vec_dot(w, k, w_row, acts[t])` for every activation row, bit for bit.
 ///
-/// For Q4_K and Q6_K weights the rows are taken [`MULTI_COLS`] at a time through kernels that
-/// unpack each weight super-block once for all of them (the remainder goes through
-/// [`vec_dot`]); other types call [`vec_dot`] per row. Errors as [`vec_dot`] does, and when
+/// For Q4_K and Q6_K weights (and Q8_0/Q4_0/Q5_0 with AVX-512) the rows are taken
+/// [`MULTI_COLS`] (with AVX-512, `2 * MULTI_COLS`) at a time through kernels that unpack each
+/// weight block once for all of them (the remainder goes through [`vec_dot`]); other types
+/// call [`vec_dot`] per row. Errors as [`vec_dot`] does, and when
 /// `out.len() != acts.len()`.
 pub fn vec_dot_multi(
     w: DType,
@@ -355,48 +619,132 @@ fn multi_impl(
     isa: Isa,
 ) -> Result<(), KernelError> {
     check_len(acts.len(), out.len())?;
-    let single = |a: ActRow<'_>| {
-        if isa == Isa::Scalar {
-            vec_dot_scalar(w, k, w_row, a)
-        } else {
-            vec_dot(w, k, w_row, a)
+    for a in acts {
+        check(w, k, w_row, a)?;
+    }
+    multi_checked(w, w_row, acts, out, isa)
+}
+
+/// [`vec_dot_multi`] with every length already checked (`acts.len() == out.len()`, and
+/// [`check`] passed for each activation row).
+fn multi_checked(
+    w: DType,
+    w_row: &[u8],
+    acts: &[ActRow<'_>],
+    out: &mut [f32],
+    isa: Isa,
+) -> Result<(), KernelError> {
+    let single = |a: ActRow<'_>| dot_checked(w, w_row, a, isa);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && matches!(w, DType::Q8_0 | DType::Q4_0 | DType::Q5_0) {
+        let (out, acts) = multi_groups_32::<{ 2 * MULTI_COLS }>(w, w_row, acts, out)?;
+        let (out, acts) = multi_groups_32::<MULTI_COLS>(w, w_row, acts, out)?;
+        for (o, a) in out.iter_mut().zip(acts) {
+            *o = single(*a)?;
         }
-    };
+        return Ok(());
+    }
     if !matches!(w, DType::Q4K | DType::Q6K) {
         for (o, a) in out.iter_mut().zip(acts) {
             *o = single(*a)?;
         }
         return Ok(());
     }
-    for a in acts {
-        check(w, k, w_row, a)?;
-    }
-    let mut oc = out.chunks_exact_mut(MULTI_COLS);
-    let mut ac = acts.chunks_exact(MULTI_COLS);
-    for (o4, a4) in (&mut oc).zip(&mut ac) {
-        let mut ys: [&[BlockQ8K]; MULTI_COLS] = [&[]; MULTI_COLS];
-        for (y, a) in ys.iter_mut().zip(a4) {
-            match a {
-                ActRow::Q8K(q) => *y = q,
-                _ => return Err(KernelError::Unsupported(w)), // unreachable: checked above
-            }
-        }
-        let r = multi4(w, w_row, ys, isa)?;
-        o4.copy_from_slice(&r);
-    }
-    for (o, a) in oc.into_remainder().iter_mut().zip(ac.remainder()) {
+    // Wide groups first where registers allow (AVX-512 has 32 vector registers), then
+    // groups of MULTI_COLS, then single rows: every path gives a column the same bits.
+    let (out, acts) = if isa == Isa::Avx512 {
+        multi_groups::<{ 2 * MULTI_COLS }>(w, w_row, acts, out, isa)?
+    } else {
+        (out, acts)
+    };
+    let (out, acts) = multi_groups::<MULTI_COLS>(w, w_row, acts, out, isa)?;
+    for (o, a) in out.iter_mut().zip(acts) {
         *o = single(*a)?;
     }
     Ok(())
 }
 
-/// Four columns of a Q4_K/Q6_K row; lengths are already checked.
-fn multi4(
+/// Runs the `N`-column kernel over the leading whole groups of `N` columns; returns the
+/// columns left over.
+fn multi_groups<'o, 'x, 'a, const N: usize>(
     w: DType,
     w_row: &[u8],
-    ys: [&[BlockQ8K]; MULTI_COLS],
+    acts: &'x [ActRow<'a>],
+    out: &'o mut [f32],
     isa: Isa,
-) -> Result<[f32; MULTI_COLS], KernelError> {
+) -> Result<(&'o mut [f32], &'x [ActRow<'a>]), KernelError> {
+    let mut oc = out.chunks_exact_mut(N);
+    let mut ac = acts.chunks_exact(N);
+    for (on, an) in (&mut oc).zip(&mut ac) {
+        let mut ys: [&[BlockQ8K]; N] = [&[]; N];
+        for (y, a) in ys.iter_mut().zip(an) {
+            match a {
+                ActRow::Q8K(q) => *y = q,
+                _ => return Err(KernelError::Unsupported(w)), // unreachable: checked above
+            }
+        }
+        let r = multi_n(w, w_row, ys, isa)?;
+        on.copy_from_slice(&r);
+    }
+    Ok((oc.into_remainder(), ac.remainder()))
+}
+
+/// [`multi_groups`] for Q8_0/Q4_0/Q5_0 weights on the AVX-512 kernels (only called when
+/// `isa()` is `Isa::Avx512`).
+#[cfg(target_arch = "x86_64")]
+fn multi_groups_32<'o, 'x, 'a, const N: usize>(
+    w: DType,
+    w_row: &[u8],
+    acts: &'x [ActRow<'a>],
+    out: &'o mut [f32],
+) -> Result<(&'o mut [f32], &'x [ActRow<'a>]), KernelError> {
+    let mut oc = out.chunks_exact_mut(N);
+    let mut ac = acts.chunks_exact(N);
+    for (on, an) in (&mut oc).zip(&mut ac) {
+        let mut ys: [&[BlockQ8_0]; N] = [&[]; N];
+        for (y, a) in ys.iter_mut().zip(an) {
+            match a {
+                ActRow::Q8_0(q) => *y = q,
+                _ => return Err(KernelError::Unsupported(w)), // unreachable: checked above
+            }
+        }
+        // SAFETY: the caller only comes here with `isa() == Isa::Avx512`, which is detected
+        // after `is_x86_feature_detected!` reported AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C;
+        // the kernels only read within their slices.
+        let r = unsafe {
+            match w {
+                DType::Q8_0 => avx512::dot_q8_0_q8_0_multi(weights(w, w_row)?, ys),
+                DType::Q4_0 => avx512::dot_q4_0_q8_0_multi(weights(w, w_row)?, ys),
+                DType::Q5_0 => avx512::dot_q5_0_q8_0_multi(weights(w, w_row)?, ys),
+                _ => return Err(KernelError::Unsupported(w)),
+            }
+        };
+        on.copy_from_slice(&r);
+    }
+    Ok((oc.into_remainder(), ac.remainder()))
+}
+
+/// `N` columns of a Q4_K/Q6_K row; lengths are already checked.
+fn multi_n<const N: usize>(
+    w: DType,
+    w_row: &[u8],
+    ys: [&[BlockQ8K]; N],
+    isa: Isa,
+) -> Result<[f32; N], KernelError> {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // SAFETY: `Isa::Avx512` is only detected after `is_x86_feature_detected!` reported
+        // AVX-512 F/BW/VL/VNNI, AVX2 and FMA; the kernels only read within their slices.
+        match w {
+            DType::Q4K => {
+                return Ok(unsafe { avx512::dot_q4_k_q8_k_multi(weights(w, w_row)?, ys) })
+            }
+            DType::Q6K => {
+                return Ok(unsafe { avx512::dot_q6_k_q8_k_multi(weights(w, w_row)?, ys) })
+            }
+            _ => {}
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Scalar {
         // SAFETY: `isa` is not Scalar only when `isa()` reported AVX2 and FMA through

@@ -3,7 +3,8 @@
 //! kernel expects (as ggml does), then rows are split across the thread pool; each weight
 //! row is read once for all tokens of the batch.
 
-use crate::dot::{act_type, vec_dot, vec_dot_multi, ActRow, QuantizedActs};
+use crate::blocks::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};
+use crate::dot::{act_type, ActRow, ActType, QuantizedActs, RowDots, MULTI_COLS};
 use crate::pool::{SharedMut, ThreadPool};
 use crate::{DType, KernelError};
 
@@ -30,7 +31,49 @@ impl WeightView<'_> {
     }
 }
 
+/// Bytes of activations a prefill column block should stay under, so that the block stays
+/// in L2 while a thread's weight rows stream past it.
+const COL_BLOCK_BYTES: usize = 256 << 10;
+
+/// Activation columns per block for rows of `k` elements of `w`: a multiple of
+/// [`MULTI_COLS`] (full multi-column kernel calls), at least one call's worth.
+fn col_block(w: DType, k: usize, n_tokens: usize) -> usize {
+    let row_bytes = match act_type(w) {
+        Some(ActType::F32) | None => k * 4,
+        Some(ActType::Q8_0) => k / 32 * std::mem::size_of::<BlockQ8_0>(),
+        Some(ActType::Q8_1) => k / 32 * std::mem::size_of::<BlockQ8_1>(),
+        Some(ActType::Q8K) => k / QK_K * std::mem::size_of::<BlockQ8K>(),
+    };
+    let cb = COL_BLOCK_BYTES / row_bytes.max(1) / MULTI_COLS * MULTI_COLS;
+    cb.clamp(MULTI_COLS, 256).min(n_tokens.max(1))
+}
+
+/// How far ahead of the current weight row decode prefetches.
+const PREFETCH_BYTES: usize = 8192;
+
+/// Asks the CPU to start loading every cache line of `bytes` into the cache.
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch is only a hint: it never faults and has no visible effect, and
+        // the pointer comes from a live slice anyway. SSE (which `_mm_prefetch` needs) is part
+        // of the x86-64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// `y = x · Wᵀ`: `x` is `[n_tokens, cols]`, `y` is `[n_tokens, rows]`, both row-major.
+///
+/// Every output is bit-identical to the same token's output computed alone (batch
+/// invariance): the multi-column kernels match the single-row kernel exactly, and the column
+/// blocking only changes which call computes an output, not how.
 pub fn matmul(
     w: &WeightView<'_>,
     x: &[f32],
@@ -46,42 +89,51 @@ pub fn matmul(
     if act_type(w.dtype).is_none() {
         return matmul_dequant(w, rb, x, n_tokens, y, pool);
     }
-    acts.quantize(w.dtype, x, n_tokens, w.cols)?;
+    acts.quantize_par(w.dtype, x, n_tokens, w.cols, pool)?;
     let acts = &*acts;
+    let act_rows: Vec<ActRow<'_>> = (0..n_tokens).map(|t| acts.row(t)).collect();
+    let dots = RowDots::new(w.dtype, w.cols, &act_rows)?;
     let out = SharedMut::new(y);
     let rows = w.rows;
     let err = std::sync::Mutex::new(None);
+    let fail = |e| {
+        if let Ok(mut g) = err.lock() {
+            *g = Some(e);
+        }
+    };
     if n_tokens > 1 {
-        let act_rows: Vec<ActRow<'_>> = (0..n_tokens).map(|t| acts.row(t)).collect();
+        let cb = col_block(w.dtype, w.cols, n_tokens);
         pool.for_ranges(rows, &|range| {
-            let mut buf = vec![0.0f32; n_tokens];
-            for r in range {
-                let row = &w.data[r * rb..(r + 1) * rb];
-                if let Err(e) = vec_dot_multi(w.dtype, w.cols, row, &act_rows, &mut buf) {
-                    if let Ok(mut g) = err.lock() {
-                        *g = Some(e);
+            let mut buf = vec![0.0f32; cb];
+            for c0 in (0..n_tokens).step_by(cb) {
+                let c1 = (c0 + cb).min(n_tokens);
+                let buf = &mut buf[..c1 - c0];
+                for r in range.clone() {
+                    let row = &w.data[r * rb..(r + 1) * rb];
+                    if let Err(e) = dots.multi(row, c0..c1, buf) {
+                        return fail(e);
                     }
-                    return;
-                }
-                for (t, &v) in buf.iter().enumerate() {
-                    out.write(t * rows + r, v);
+                    for (t, &v) in (c0..c1).zip(buf.iter()) {
+                        out.write(t * rows + r, v);
+                    }
                 }
             }
         });
-    } else {
+    } else if n_tokens == 1 {
+        // Rows ahead to prefetch: about 8 KiB past the row being read, so the next pages'
+        // lines are requested before the hardware prefetcher (which stops at page
+        // boundaries) would get there.
+        let ahead = (PREFETCH_BYTES / rb.max(1)).max(1);
         pool.for_ranges(rows, &|range| {
+            let end = range.end;
             for r in range {
+                if r + ahead < end {
+                    prefetch(&w.data[(r + ahead) * rb..(r + ahead + 1) * rb]);
+                }
                 let row = &w.data[r * rb..(r + 1) * rb];
-                for t in 0..n_tokens {
-                    match vec_dot(w.dtype, w.cols, row, acts.row(t)) {
-                        Ok(v) => out.write(t * rows + r, v),
-                        Err(e) => {
-                            if let Ok(mut g) = err.lock() {
-                                *g = Some(e);
-                            }
-                            return;
-                        }
-                    }
+                match dots.dot(row, 0) {
+                    Ok(v) => out.write(r, v),
+                    Err(e) => return fail(e),
                 }
             }
         });

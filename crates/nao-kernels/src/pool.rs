@@ -265,6 +265,24 @@ impl<T> SharedMut<T> {
         }
     }
 
+    /// The elements `range` as a mutable slice. Panics if `range` is out of bounds.
+    ///
+    /// # Safety
+    /// During the parallel region no other thread may read or write any index of `range`
+    /// (each thread takes a disjoint range), and the underlying slice must outlive the
+    /// returned borrow.
+    #[inline]
+    #[allow(clippy::mut_from_ref)] // the disjointness contract above is what makes it sound
+    pub unsafe fn slice_mut(&self, range: std::ops::Range<usize>) -> &mut [T] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "SharedMut range out of bounds"
+        );
+        // SAFETY: in bounds (checked above); exclusive access to `range` and the lifetime of
+        // the underlying slice are the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+
     /// Writes `v` at `i`. Panics if `i` is out of bounds (a logic error, not input-dependent).
     ///
     /// Callers must ensure no two threads write the same index during one parallel region

@@ -67,8 +67,26 @@ fn nearest_int(fval: f32) -> i32 {
     fval.round_ties_even() as i32
 }
 
-/// Quantizes `x` (length `y.len() * 256`) into Q8_K blocks.
+/// Quantizes `x` (length `y.len() * 256`) into Q8_K blocks (AVX-512 where
+/// [`crate::dot::simd_name`] says so, bit-identical to [`quantize_row_q8_k_scalar`]).
 pub fn quantize_row_q8_k(x: &[f32], y: &mut [BlockQ8K]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::dot::avx512_enabled() {
+        debug_assert_eq!(x.len(), y.len() * QK_K);
+        for (xb, yb) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
+            if let Ok(xb) = <&[f32; QK_K]>::try_from(xb) {
+                // SAFETY: `avx512_enabled` is true only after `is_x86_feature_detected!`
+                // reported AVX-512 F/BW/VL, the kernel's whole contract.
+                unsafe { crate::dot::avx512_quantize_block_q8_k(xb, yb) };
+            }
+        }
+        return;
+    }
+    quantize_row_q8_k_scalar(x, y);
+}
+
+/// The scalar Q8_K quantizer (reference for the SIMD one).
+pub fn quantize_row_q8_k_scalar(x: &[f32], y: &mut [BlockQ8K]) {
     debug_assert_eq!(x.len(), y.len() * QK_K);
     for (xb, yb) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
         let mut amax = 0.0f32;

@@ -274,20 +274,35 @@ pub fn vec_dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     sumf
 }
 
+/// The 12-byte 6-bit scales/mins of Q4_K/Q5_K unpacked into four little-endian words:
+/// `[scales 0..4, scales 4..8, mins 0..4, mins 4..8]`, one 6-bit value per byte.
+/// Word arithmetic on the same formula as ggml's `get_scale_min_k4`: scale `j < 4` is the low
+/// 6 bits of byte `j`, min `j < 4` those of byte `j + 4`; scale `j ≥ 4` takes its low 4 bits
+/// from byte `j + 4` and its high 2 bits from the top of byte `j − 4`; min `j ≥ 4` the high
+/// nibble of byte `j + 4` and the top 2 bits of byte `j`.
+#[inline(always)]
+pub(crate) fn k4_scale_words(q: &[u8; 12]) -> [u32; 4] {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    let w0 = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
+    let w1 = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
+    let w2 = u32::from_le_bytes([q[8], q[9], q[10], q[11]]);
+    [
+        w0 & LOW6,
+        (w2 & LOW4) | (((w0 >> 6) & LOW2) << 4),
+        w1 & LOW6,
+        ((w2 >> 4) & LOW4) | (((w1 >> 6) & LOW2) << 4),
+    ]
+}
+
 /// Unpacks the 12-byte 6-bit scales/mins of Q4_K/Q5_K into (scales[8], mins[8]).
 /// Same values as ggml's `get_scale_min_k4(j, q)` for j in 0..8.
 #[inline]
 pub(crate) fn k4_scales_mins(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
-    let mut sc = [0u8; 8];
-    let mut mn = [0u8; 8];
-    for j in 0..4 {
-        sc[j] = q[j] & 63;
-        mn[j] = q[j + 4] & 63;
-    }
-    for j in 4..8 {
-        sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        mn[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
+    let [s0, s1, m0, m1] = k4_scale_words(q).map(u32::to_le_bytes);
+    let sc = [s0[0], s0[1], s0[2], s0[3], s1[0], s1[1], s1[2], s1[3]];
+    let mn = [m0[0], m0[1], m0[2], m0[3], m1[0], m1[1], m1[2], m1[3]];
     (sc, mn)
 }
 
