@@ -1,77 +1,23 @@
 """End-to-end: the real `nao serve` on loopback with Gemma-3-270M, driven by the official
-`openai` Python client (installed by scripts/test.sh into .venv).
+`openai` Python client (installed by scripts/test.sh into .venv). The server helper is in
+conftest.py.
 
 Environment: NAO_BIN (the nao binary), NAO_MODEL (the GGUF file).
 """
 
 import concurrent.futures
 import json
-import os
-import re
 import socket
-import subprocess
 import time
 import urllib.request
 
 import openai
 import pytest
 
-NAO_BIN = os.environ.get("NAO_BIN", "target/release/nao")
-MODEL = os.environ.get("NAO_MODEL", "models/gemma-3-270m-q4_k_m.gguf")
-CTX = 1024
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, *extra, env=None):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        cmd = [NAO_BIN, "serve", "-m", MODEL, "--port", str(self.port), "--ctx", str(CTX),
-               "-t", "2", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**os.environ, **(env or {})})
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nao serve exited: {self.proc.stderr.read().decode()}")
-            try:
-                with urllib.request.urlopen(self.base + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("nao serve did not become healthy")
-
-    def client(self, key="none", **kw):
-        return openai.OpenAI(base_url=self.base + "/v1", api_key=key, **kw)
-
-    def metrics(self):
-        with urllib.request.urlopen(self.base + "/metrics", timeout=5) as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            m = re.match(r"^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$", line)
-            if m and not m.group(2):
-                out[m.group(1)] = float(m.group(3))
-        return out
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            pytest.fail("nao serve did not shut down within 15 s of SIGTERM")
-
 
 @pytest.fixture(scope="module")
-def server():
-    s = Server("--parallel", "16")
+def server(start_server):
+    s = start_server("--parallel", "16")
     yield s
     s.stop()
 
@@ -218,15 +164,15 @@ def test_disconnect_mid_stream_frees_the_sequence(server, model_id):
     assert m["nao_requests_running"] == 0 and m["nao_kv_blocks_used"] == 0, m
 
 
-def test_context_overflow_is_400(client, model_id):
+def test_context_overflow_is_400(server, client, model_id):
     with pytest.raises(openai.BadRequestError) as e:
-        chat(client, model_id, "word " * (CTX + 100), max_tokens=4)
+        chat(client, model_id, "word " * (server.ctx + 100), max_tokens=4)
     msg = str(e.value)
-    assert str(CTX) in msg, msg
+    assert str(server.ctx) in msg, msg
 
 
-def test_overload_gives_503():
-    s = Server("--parallel", "1", "--max-queue", "1")
+def test_overload_gives_503(start_server):
+    s = start_server("--parallel", "1", "--max-queue", "1")
     try:
         c = s.client(max_retries=0)
         mid = c.models.list().data[0].id
@@ -245,8 +191,8 @@ def test_overload_gives_503():
         s.stop()
 
 
-def test_api_key_enforced():
-    s = Server("--parallel", "2", env={"NAO_API_KEY": "sekret"})
+def test_api_key_enforced(start_server):
+    s = start_server("--parallel", "2", env={"NAO_API_KEY": "sekret"})
     try:
         with pytest.raises(openai.AuthenticationError):
             s.client(key="wrong", max_retries=0).models.list()

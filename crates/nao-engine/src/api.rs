@@ -27,6 +27,24 @@ pub struct Request {
     pub stop: Vec<String>,
     /// Stop at the model's end-of-generation tokens (EOS, end of turn).
     pub stop_at_eog: bool,
+    /// Constrain the output to a grammar (`response_format`, llama.cpp's `json_schema`).
+    /// Compiled at submit time: an unsupported grammar is refused with
+    /// [`SubmitError::BadGrammar`]. The output ends with [`Finish::Stop`] once the grammar
+    /// is complete.
+    pub constraint: Option<Grammar>,
+}
+
+/// What constrained output must match.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grammar {
+    /// Any JSON object (OpenAI's `{"type": "json_object"}`).
+    JsonObject,
+    /// A value valid under this JSON schema (an object, or `true`).
+    JsonSchema(Json),
+    /// llguidance's Lark-like grammar syntax.
+    Lark(String),
+    /// A regular expression the whole output must match.
+    Regex(String),
 }
 
 /// Why a sequence finished.
@@ -118,6 +136,10 @@ pub enum SubmitError {
     /// Invalid sampling parameters (HTTP 400).
     #[error("{0}")]
     BadParams(String),
+    /// The grammar or JSON schema cannot be compiled; the message names the unsupported
+    /// feature or the syntax error (HTTP 400).
+    #[error("invalid grammar: {0}")]
+    BadGrammar(String),
     /// The engine thread has stopped (HTTP 503).
     #[error("the engine has shut down")]
     ShutDown,
@@ -133,6 +155,32 @@ pub struct ModelInfo {
     pub n_vocab: usize,
     /// Unix time the model was loaded (for `created`).
     pub created: u64,
+    /// What model listings show (Ollama's `/api/tags` and `/api/show`); every field has an
+    /// "unknown" default, so engines that know less still build one.
+    pub details: ModelDetails,
+}
+
+/// Descriptive facts about the served model. None of them changes how requests run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelDetails {
+    /// `general.architecture` (`gemma3`, `qwen2`, …); empty when unknown.
+    pub architecture: String,
+    /// Weights in the file (sum of tensor element counts); 0 when unknown.
+    pub parameter_count: u64,
+    /// Quantization as llama.cpp names it (`Q4_K_M`, `F16`); empty when unknown.
+    pub quantization: String,
+    /// Size of the model file in bytes; 0 when unknown.
+    pub file_size: u64,
+    /// Unix time the model file was last modified; 0 when unknown.
+    pub file_modified: u64,
+    /// Context length the model was trained with (the served `n_ctx` may be smaller).
+    pub n_ctx_train: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    /// Source of the chat template in use (Jinja), if the model has one.
+    pub chat_template: Option<String>,
 }
 
 /// Engine counters for `/metrics` and `/health`.

@@ -8,10 +8,11 @@
 //! strings and sends the released text to the client.
 
 use crate::api::{
-    EngineHandle, EngineStats, Event, Finish, ModelInfo, PromptError, Request, RequestHandle,
-    SubmitError, TokenLogprob, Usage,
+    EngineHandle, EngineStats, Event, Finish, ModelDetails, ModelInfo, PromptError, Request,
+    RequestHandle, SubmitError, TokenLogprob, Usage,
 };
 use crate::blocks::BlockPool;
+use crate::constraint::{Constraint, ConstraintFactory};
 use crate::sample::{top_logprobs, Sampler};
 use crate::scheduler::{SchedConfig, Scheduler, SeqId, Step};
 use crate::stop::StopMatcher;
@@ -22,7 +23,7 @@ use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc as tmpsc;
@@ -64,6 +65,8 @@ enum Cmd {
     Submit {
         id: SeqId,
         req: Request,
+        /// `req.constraint`, compiled on the submitting thread.
+        constraint: Option<Constraint>,
         tx: tmpsc::UnboundedSender<Event>,
         at: Instant,
     },
@@ -85,6 +88,9 @@ pub struct EngineClient {
     info: ModelInfo,
     max_queue: usize,
     next_id: AtomicUsize,
+    /// Grammar compiler for this vocabulary, built on the first constrained request (it
+    /// slices the whole vocabulary, which unconstrained servers should not pay for).
+    constraints: OnceLock<Result<ConstraintFactory, String>>,
 }
 
 /// Starts the engine thread with `model`; returns the client and the thread's handle (it
@@ -127,6 +133,18 @@ pub fn start(
         n_ctx,
         n_vocab: model.config().n_vocab,
         created,
+        // File-level facts (size, parameter count, quantization) are the caller's to add:
+        // the engine only sees the loaded model.
+        details: ModelDetails {
+            architecture: model.config().arch.clone(),
+            n_ctx_train: model.config().n_ctx_train,
+            n_embd: model.config().n_embd,
+            n_layer: model.config().n_layer,
+            n_head: model.config().n_head,
+            n_head_kv: model.config().n_head_kv,
+            chat_template: template_source.map(str::to_string),
+            ..ModelDetails::default()
+        },
     };
     let shared = Arc::new(Shared {
         stats: Mutex::new(EngineStats {
@@ -168,8 +186,21 @@ pub fn start(
         info,
         max_queue: cfg.max_queue,
         next_id: AtomicUsize::new(1),
+        constraints: OnceLock::new(),
     };
     Ok((Arc::new(client), thread))
+}
+
+impl EngineClient {
+    /// The grammar compiler, built on first use.
+    fn constraint_factory(&self) -> Result<&ConstraintFactory, SubmitError> {
+        self.constraints
+            .get_or_init(|| {
+                ConstraintFactory::from_tokenizer(Arc::clone(&self.tok)).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| SubmitError::BadGrammar(e.clone()))
+    }
 }
 
 impl EngineHandle for EngineClient {
@@ -213,6 +244,16 @@ impl EngineHandle for EngineClient {
         req.sampler
             .validate()
             .map_err(|e| SubmitError::BadParams(e.to_string()))?;
+        // Why here and not on the engine thread: an unsupported schema must be a 400 before
+        // the request is accepted, and compiling must not stall every running sequence.
+        let constraint = match &req.constraint {
+            None => None,
+            Some(g) => Some(
+                self.constraint_factory()?
+                    .compile(g)
+                    .map_err(|e| SubmitError::BadGrammar(e.to_string()))?,
+            ),
+        };
         // Reserve a queue place first, so concurrent submits cannot overshoot the bound.
         let waiting = self.shared.queued.fetch_add(1, Ordering::SeqCst);
         if waiting >= self.max_queue {
@@ -227,6 +268,7 @@ impl EngineHandle for EngineClient {
         let cmd = Cmd::Submit {
             id,
             req,
+            constraint,
             tx: etx,
             at: Instant::now(),
         };
@@ -262,6 +304,8 @@ struct Live {
     n_generated: usize,
     decoder: StreamDecoder,
     stops: StopMatcher,
+    /// The grammar the output must follow, if any.
+    constraint: Option<Constraint>,
     submitted: Instant,
     ttft: Option<Duration>,
     /// Still counted in `Shared::queued`.
@@ -324,7 +368,13 @@ impl Worker {
     }
 
     fn accept(&mut self, cmd: Cmd) {
-        let Cmd::Submit { id, req, tx, at } = cmd;
+        let Cmd::Submit {
+            id,
+            req,
+            constraint,
+            tx,
+            at,
+        } = cmd;
         let sampler = match Sampler::new(req.sampler.clone()) {
             Ok(s) => s,
             Err(e) => {
@@ -347,6 +397,7 @@ impl Worker {
                 n_generated: 0,
                 decoder: StreamDecoder::new(),
                 stops: StopMatcher::new(&req.stop),
+                constraint,
                 submitted: at,
                 ttft: None,
                 queued: true,
@@ -444,9 +495,19 @@ impl Worker {
                 *l += b;
             }
         }
+        // Logprobs describe the model's (biased) distribution, before the grammar mask.
         let lp_info = live
             .logprobs
             .map(|k| (top_logprobs(&logits, k), logsumexp(&logits)));
+        // The grammar mask goes first in the chain: penalties, top-k and the draw must only
+        // ever see tokens the grammar allows.
+        if let Some(c) = live.constraint.as_mut() {
+            if let Err(e) = c.mask_logits(&mut logits) {
+                let _ = live.tx.send(Event::Error(e.to_string()));
+                self.finish(id);
+                return;
+            }
+        }
         let token = match live.sampler.sample(&mut logits, &seq.tokens) {
             Ok(t) => t,
             Err(e) => {
@@ -455,6 +516,19 @@ impl Worker {
                 return;
             }
         };
+        let tok = &self.tok;
+        // An end-of-generation token under a grammar is only allowed once the grammar is
+        // complete; it ends the output whatever `stop_at_eog` says, and is not fed to the
+        // matcher (nothing follows it).
+        let grammar_eog = live.constraint.is_some() && tok.is_eog(token);
+        if let (Some(c), false) = (live.constraint.as_mut(), grammar_eog) {
+            if let Err(e) = c.commit(token) {
+                let _ = live.tx.send(Event::Error(e.to_string()));
+                self.finish(id);
+                return;
+            }
+        }
+        let grammar_done = live.constraint.as_ref().is_some_and(Constraint::is_stopped);
         let (n_prompt, cached, len_after) = (seq.n_prompt, seq.cached_tokens, seq.tokens.len() + 1);
         self.sched.push_token(id, token);
         self.stats.generated_tokens += 1;
@@ -463,7 +537,6 @@ impl Worker {
             self.stats.prefix_cache_hit_tokens += cached as u64;
         }
         live.n_generated += 1;
-        let tok = &self.tok;
         let bytes_of = |t: u32| tok.token_bytes(t).unwrap_or_default().to_vec();
         let logprobs = match lp_info {
             Some((top, lse)) => {
@@ -486,7 +559,8 @@ impl Worker {
 
         let mut finish = None;
         let mut text = String::new();
-        if live.stop_at_eog && tok.is_eog(token) {
+        let mut flush = false;
+        if grammar_eog || (live.stop_at_eog && tok.is_eog(token)) {
             finish = Some(Finish::Stop);
         } else {
             let piece = live.decoder.push(tok, token);
@@ -496,10 +570,15 @@ impl Worker {
                 finish = Some(Finish::Stop);
             }
         }
+        if finish.is_none() && grammar_done {
+            finish = Some(Finish::Stop);
+            flush = true;
+        }
         if finish.is_none() && (live.n_generated >= live.max_tokens || len_after >= self.n_ctx) {
             finish = Some(Finish::Length);
+            flush = true;
         }
-        if finish == Some(Finish::Length) {
+        if flush {
             // Nothing more comes: release held bytes and held stop-string prefixes.
             let rest = live.decoder.finish();
             let r = live.stops.push(&rest);

@@ -2,6 +2,7 @@
 //!
 //! - [`api`]: the server/engine boundary ([`api::EngineHandle`], requests, events).
 //! - [`sample`]: the sampler chain (penalties, top-k, top-p, min-p, temperature, draw).
+//! - [`constraint`]: grammar masks for structured output (JSON schema, regex, Lark).
 //! - [`engine`]: the serving engine thread (continuous batching over a paged KV pool) and
 //!   [`engine::EngineClient`].
 //! - [`scheduler`]: the pure scheduling state machine; [`blocks`]: KV blocks and the prefix
@@ -10,6 +11,7 @@
 
 pub mod api;
 pub mod blocks;
+pub mod constraint;
 pub mod engine;
 pub mod generate;
 pub mod sample;

@@ -84,6 +84,7 @@ fn request(e: &dyn EngineHandle, prompt: &str, max_tokens: usize, seed: u64) -> 
         logprobs: None,
         stop: Vec::new(),
         stop_at_eog: true,
+        constraint: None,
     }
 }
 

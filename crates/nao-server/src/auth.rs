@@ -1,7 +1,9 @@
 //! Bearer-token authentication (`--api-key`).
 //!
-//! Every route but `/health` and `/healthz` needs `Authorization: Bearer KEY` when a key
-//! is configured; load balancers probe health without credentials. The comparison takes
+//! Every route but `/health`, `/healthz` and `/` needs `Authorization: Bearer KEY` when a
+//! key is configured; load balancers probe health without credentials, and Ollama clients
+//! probe `/` the same way (it answers a fixed string and reveals nothing else). The
+//! Ollama routes get their 401 in Ollama's error shape. The comparison takes
 //! time independent of where the first differing byte is, so the key cannot be guessed
 //! byte by byte from response times.
 
@@ -10,11 +12,11 @@ use crate::AppState;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::sync::Arc;
 
 /// Paths open without a key.
-const OPEN_PATHS: [&str; 2] = ["/health", "/healthz"];
+const OPEN_PATHS: [&str; 3] = ["/health", "/healthz", "/"];
 
 pub async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(key) = state.cfg.api_key.as_deref() else {
@@ -30,7 +32,7 @@ pub async fn require_key(State(state): State<Arc<AppState>>, req: Request, next:
         .and_then(bearer_token);
     match given {
         Some(token) if constant_time_eq(token.as_bytes(), key.as_bytes()) => next.run(req).await,
-        _ => ApiError::Unauthorized.into_response(),
+        _ => ApiError::Unauthorized.into_response_for(req.uri().path()),
     }
 }
 

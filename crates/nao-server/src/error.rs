@@ -4,6 +4,9 @@
 //! `{"error": {"message", "type", "param", "code"}}` with `code` a string or null (SDKs
 //! parse it as a string; an integer breaks some of them). Mid-stream errors use the same
 //! object on an SSE `data:` line, so the status/type/code table lives only here.
+//!
+//! The Ollama API (`/api/*`) uses the same statuses and headers with Ollama's flat body,
+//! `{"error": "message"}` ([`ApiError::into_ollama_response`]), also on NDJSON lines.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -129,9 +132,38 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = self.to_json().to_string();
+/// Whether `path` belongs to the Ollama API, whose errors take Ollama's shape.
+pub fn is_ollama_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
+impl ApiError {
+    /// Ollama's error object, `{"error": "message"}`: Ollama clients read only that string.
+    pub fn to_ollama_json(&self) -> Value {
+        let message = match self {
+            // Ollama's own wording; some clients match it to offer pulling the model.
+            ApiError::ModelNotFound(m) => format!("model '{m}' not found"),
+            other => other.to_string(),
+        };
+        json!({ "error": message })
+    }
+
+    /// The response for an Ollama route: the same status and headers, Ollama's body.
+    pub fn into_ollama_response(self) -> Response {
+        let body = self.to_ollama_json().to_string();
+        self.respond(body)
+    }
+
+    /// The response for whichever API `path` belongs to.
+    pub fn into_response_for(self, path: &str) -> Response {
+        if is_ollama_path(path) {
+            self.into_ollama_response()
+        } else {
+            self.into_response()
+        }
+    }
+
+    fn respond(self, body: String) -> Response {
         let mut resp = (
             self.status(),
             [(header::CONTENT_TYPE, "application/json")],
@@ -147,6 +179,13 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.to_json().to_string();
+        self.respond(body)
     }
 }
 
@@ -169,6 +208,13 @@ impl ApiError {
                 ApiError::bad(prompt_param, message)
             }
             SubmitError::BadParams(_) => ApiError::bad_body(message),
+            // The engine does not know which field carried the grammar; the message names
+            // the unsupported feature.
+            SubmitError::BadGrammar(_) => ApiError::BadRequest {
+                message,
+                param: None,
+                code: Some("invalid_grammar"),
+            },
             SubmitError::ShutDown => ApiError::Unavailable(message),
         }
     }
@@ -225,6 +271,23 @@ mod tests {
     }
 
     #[test]
+    fn ollama_shape_keeps_status_and_retry_after() {
+        let r = ApiError::Overloaded {
+            message: "busy".into(),
+            retry_after_secs: 3,
+        }
+        .into_ollama_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(
+            ApiError::ModelNotFound("x:1b".into()).to_ollama_json(),
+            json!({"error": "model 'x:1b' not found"})
+        );
+        assert!(is_ollama_path("/api/chat") && is_ollama_path("/api"));
+        assert!(!is_ollama_path("/apix") && !is_ollama_path("/v1/models"));
+    }
+
+    #[test]
     fn submit_errors_map_to_statuses() {
         let s = |e| ApiError::from_submit(e, "prompt", 1).status().as_u16();
         assert_eq!(
@@ -244,6 +307,7 @@ mod tests {
         assert_eq!(s(SubmitError::EmptyPrompt), 400);
         assert_eq!(s(SubmitError::TokenOutOfRange { id: -1, n_vocab: 3 }), 400);
         assert_eq!(s(SubmitError::BadParams("x".into())), 400);
+        assert_eq!(s(SubmitError::BadGrammar("x".into())), 400);
         assert_eq!(s(SubmitError::ShutDown), 503);
         assert_eq!(ApiError::from(PromptError::NoTemplate).status(), 400);
         assert_eq!(

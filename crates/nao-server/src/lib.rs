@@ -1,9 +1,11 @@
-//! nao-server: an OpenAI-compatible HTTP server over an [`EngineHandle`].
+//! nao-server: an OpenAI- and Ollama-compatible HTTP server over an [`EngineHandle`].
 //!
 //! - [`router`] / [`serve`]: routes, limits, graceful shutdown (this file).
-//! - [`error`]: [`ApiError`], the one place errors become status codes and OpenAI JSON.
+//! - [`error`]: [`ApiError`], the one place errors become status codes and OpenAI (or
+//!   Ollama) JSON.
 //! - `openai`: request parsing and validation, response and chunk builders, handlers.
 //! - `stream`: the SSE body of streamed responses.
+//! - `ollama`: the Ollama API (`/api/*`, NDJSON streaming) over the same engine plumbing.
 //! - `auth`: `Authorization: Bearer` checking.
 //! - `metrics`: `/metrics` (Prometheus text) and the one-line request log.
 //!
@@ -13,6 +15,7 @@
 mod auth;
 pub mod error;
 mod metrics;
+mod ollama;
 mod openai;
 mod stream;
 
@@ -20,7 +23,7 @@ pub use error::ApiError;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use nao_engine::api::EngineHandle;
@@ -33,7 +36,8 @@ use tokio::sync::watch;
 /// Limits and options of the server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// When set, every route but `/health` and `/healthz` needs `Authorization: Bearer KEY`.
+    /// When set, every route but `/health`, `/healthz` and `/` needs
+    /// `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
     /// Larger bodies get 413 before they are read to the end.
     pub max_body_bytes: usize,
@@ -108,6 +112,14 @@ fn build(engine: Arc<dyn EngineHandle>, cfg: ServerConfig, abort: watch::Receive
         .route("/health", get(health))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/show", post(ollama::show))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/version", get(ollama::version))
+        // `get` answers HEAD as well (body dropped): clients probe with either.
+        .route("/", get(ollama::root))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -129,19 +141,21 @@ async fn health() -> Response {
 }
 
 async fn not_found(req: Request) -> Response {
+    let path = req.uri().path();
     ApiError::NotFound {
         method: req.method().to_string(),
-        path: req.uri().path().to_string(),
+        path: path.to_string(),
     }
-    .into_response()
+    .into_response_for(path)
 }
 
 async fn method_not_allowed(req: Request) -> Response {
+    let path = req.uri().path();
     ApiError::MethodNotAllowed {
         method: req.method().to_string(),
-        path: req.uri().path().to_string(),
+        path: path.to_string(),
     }
-    .into_response()
+    .into_response_for(path)
 }
 
 /// How long connections get to close after streams were ended by the drain deadline.

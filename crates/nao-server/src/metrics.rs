@@ -198,6 +198,13 @@ fn endpoint_label(path: &str) -> &'static str {
         "/v1/models" => "/v1/models",
         "/health" | "/healthz" => "/health",
         "/metrics" => "/metrics",
+        "/api/generate" => "/api/generate",
+        "/api/chat" => "/api/chat",
+        "/api/tags" => "/api/tags",
+        "/api/show" => "/api/show",
+        "/api/ps" => "/api/ps",
+        "/api/version" => "/api/version",
+        "/" => "/",
         p if p.starts_with("/v1/models/") => "/v1/models/{id}",
         _ => "other",
     }
@@ -338,5 +345,7 @@ mod tests {
         assert_eq!(endpoint_label("/v1/models/abc"), "/v1/models/{id}");
         assert_eq!(endpoint_label("/whatever/../x"), "other");
         assert_eq!(endpoint_label("/healthz"), "/health");
+        assert_eq!(endpoint_label("/api/chat"), "/api/chat");
+        assert_eq!(endpoint_label("/api/pull"), "other");
     }
 }

@@ -431,9 +431,10 @@ async fn limits_are_enforced() {
         (json!({"repeat_penalty": 0}), "repeat_penalty"),
         (json!({"stream": "yes"}), "stream"),
         (
-            json!({"response_format": {"type": "json_object"}}),
-            "response_format",
+            json!({"response_format": {"type": "xml"}}),
+            "response_format.type",
         ),
+        (json!({"grammar": "root ::= \"a\""}), "grammar"),
         (json!({"tool_choice": "required"}), "tool_choice"),
     ];
     for (extra, param) in cases {

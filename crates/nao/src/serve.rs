@@ -1,11 +1,17 @@
-//! `nao serve`: load a model, start the engine thread, and serve the OpenAI API on
-//! loopback (or where `--host` says) until SIGINT/SIGTERM.
+//! `nao serve`: load a model, start the engine thread, and serve the OpenAI and Ollama
+//! APIs on loopback (or where `--host` says) until SIGINT/SIGTERM.
 
 use anyhow::{bail, Context, Result};
-use nao_engine::engine::{start, EngineConfig};
+use nao_engine::api::{
+    EngineHandle, EngineStats, ModelInfo, PromptError, Request, RequestHandle, SubmitError,
+};
+use nao_engine::engine::{start, EngineClient, EngineConfig};
+use nao_gguf::GgufFile;
 use nao_models::load_model;
-use std::path::PathBuf;
+use serde_json::Value as Json;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -71,6 +77,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         n_threads,
     };
     let (engine, _thread) = start(model, tok, Some(&template), cfg)?;
+    let engine = Arc::new(WithFileFacts::new(engine, &a.model, &file));
     let server_cfg = nao_server::ServerConfig {
         api_key: a.api_key.clone(),
         ..nao_server::ServerConfig::default()
@@ -86,9 +93,9 @@ pub fn serve(a: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        let info = nao_engine::api::EngineHandle::model_info(&*engine);
+        let info = engine.model_info();
         eprintln!(
-            "nao: serving {id} (context {}, {n_threads} threads, {} parallel) on http://{local}/v1",
+            "nao: serving {id} (context {}, {n_threads} threads, {} parallel) on http://{local}/v1 (OpenAI) and http://{local}/api (Ollama)",
             info.n_ctx, a.parallel
         );
         if a.api_key.is_none() && !local.ip().is_loopback() {
@@ -100,4 +107,103 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         eprintln!("nao: shut down");
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// The engine with the facts about the model file that only this side knows (the engine
+/// sees the loaded model, not the file) added to its model info, for model listings.
+struct WithFileFacts {
+    engine: Arc<EngineClient>,
+    info: ModelInfo,
+}
+
+impl WithFileFacts {
+    fn new(engine: Arc<EngineClient>, path: &Path, file: &GgufFile) -> Self {
+        let mut info = engine.model_info();
+        let d = &mut info.details;
+        // A file we could map has metadata; zeros ("unknown") only on exotic filesystems.
+        if let Ok(meta) = std::fs::metadata(path) {
+            d.file_size = meta.len();
+            d.file_modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |t| t.as_secs());
+        }
+        d.parameter_count = file
+            .tensors()
+            .iter()
+            .fold(0u64, |n, t| n.saturating_add(t.n_elements()));
+        d.quantization = quantization_name(file);
+        WithFileFacts { engine, info }
+    }
+}
+
+impl EngineHandle for WithFileFacts {
+    fn model_info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+
+    fn render_chat(&self, messages: &Json, tools: Option<&Json>) -> Result<String, PromptError> {
+        self.engine.render_chat(messages, tools)
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool) -> Vec<u32> {
+        self.engine.tokenize(text, add_special)
+    }
+
+    fn submit(&self, req: Request) -> Result<RequestHandle, SubmitError> {
+        self.engine.submit(req)
+    }
+
+    fn stats(&self) -> EngineStats {
+        self.engine.stats()
+    }
+}
+
+/// The file's quantization as llama.cpp names it: from `general.file_type` (llama.cpp's
+/// `llama_ftype` numbering), else the type of the largest tensor.
+fn quantization_name(file: &GgufFile) -> String {
+    let by_ftype = match file.get_u32("general.file_type").ok().flatten() {
+        Some(0) => "F32",
+        Some(1) => "F16",
+        Some(2) => "Q4_0",
+        Some(3) => "Q4_1",
+        Some(7) => "Q8_0",
+        Some(8) => "Q5_0",
+        Some(9) => "Q5_1",
+        Some(10) => "Q2_K",
+        Some(11) => "Q3_K_S",
+        Some(12) => "Q3_K_M",
+        Some(13) => "Q3_K_L",
+        Some(14) => "Q4_K_S",
+        Some(15) => "Q4_K_M",
+        Some(16) => "Q5_K_S",
+        Some(17) => "Q5_K_M",
+        Some(18) => "Q6_K",
+        Some(19) => "IQ2_XXS",
+        Some(20) => "IQ2_XS",
+        Some(21) => "Q2_K_S",
+        Some(22) => "IQ3_XS",
+        Some(23) => "IQ3_XXS",
+        Some(24) => "IQ1_S",
+        Some(25) => "IQ4_NL",
+        Some(26) => "IQ3_S",
+        Some(27) => "IQ3_M",
+        Some(28) => "IQ2_S",
+        Some(29) => "IQ2_M",
+        Some(30) => "IQ4_XS",
+        Some(31) => "IQ1_M",
+        Some(32) => "BF16",
+        Some(36) => "TQ1_0",
+        Some(37) => "TQ2_0",
+        _ => "",
+    };
+    if !by_ftype.is_empty() {
+        return by_ftype.to_string();
+    }
+    file.tensors()
+        .iter()
+        .max_by_key(|t| t.n_bytes)
+        .map(|t| t.dtype.to_string().to_uppercase())
+        .unwrap_or_default()
 }

@@ -52,14 +52,17 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}{:08x}", random_u64(), random_u64() as u32)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// Maps axum's body rejection to our error shape (its own is plain text).
-fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::BodyTooLarge { limit }
@@ -93,7 +96,7 @@ struct Seq {
 impl Events {
     /// Submits every request; if one is refused, the ones already queued are cancelled
     /// (their handles dropped) and the refusal is returned.
-    fn submit(
+    pub(crate) fn submit(
         state: &AppState,
         reqs: Vec<(usize, Request)>,
         prompt_param: &str,
@@ -237,6 +240,7 @@ fn engine_requests(prompts: Vec<Vec<u32>>, p: &GenParams) -> Vec<(usize, Request
                     logprobs: p.logprobs,
                     stop: p.stop.clone(),
                     stop_at_eog: p.stop_at_eog,
+                    constraint: p.constraint.clone(),
                 },
             ));
         }
@@ -246,7 +250,7 @@ fn engine_requests(prompts: Vec<Vec<u32>>, p: &GenParams) -> Vec<(usize, Request
 
 /// Runs tokenization-like work off the async threads: a multi-megabyte prompt takes long
 /// enough to stall other connections.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

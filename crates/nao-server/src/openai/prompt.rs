@@ -66,17 +66,6 @@ pub fn parse_chat(
         Some(t @ Value::Array(_)) => Some(t.clone()),
         Some(v) => return Err(wrong_type("tools", "an array", v)),
     };
-    // Constraints we cannot enforce yet are refused rather than "hoped for": a client
-    // asking for JSON mode must not silently receive free text.
-    if let Some(rf) = f.get("response_format") {
-        let kind = rf.get("type").and_then(Value::as_str);
-        if kind != Some("text") {
-            return Err(ApiError::bad(
-                "response_format",
-                "response_format other than {\"type\": \"text\"} is not supported yet",
-            ));
-        }
-    }
     match f.get("tool_choice") {
         None => {}
         Some(Value::String(s)) if s == "none" || s == "auto" => {}
@@ -301,6 +290,7 @@ mod tests {
             n_ctx: 100,
             n_vocab: 50,
             created: 0,
+            details: Default::default(),
         }
     }
 

@@ -1,5 +1,7 @@
 //! Parsing and validating OpenAI request bodies: the body itself and the sampling and
-//! output fields both endpoints share (`prompt` and `messages` are in `prompt.rs`).
+//! output fields both endpoints share (`prompt` and `messages` are in `prompt.rs`),
+//! including the structured-output fields: OpenAI's `response_format` and llama.cpp's
+//! `json_schema` and `grammar` extensions, all read into one engine [`Grammar`].
 //!
 //! Bodies are parsed to a `serde_json::Value` and read field by field instead of through
 //! a derived struct: that way every error names its `param`, `null` can mean "absent"
@@ -9,7 +11,7 @@
 
 use crate::error::ApiError;
 use crate::ServerConfig;
-use nao_engine::api::ModelInfo;
+use nao_engine::api::{Grammar, ModelInfo};
 use nao_engine::sample::SamplerConfig;
 use serde_json::{Map, Value};
 
@@ -26,6 +28,8 @@ pub struct GenParams {
     pub n: usize,
     pub stream: bool,
     pub include_usage: bool,
+    /// The grammar the output must follow (`response_format`, `json_schema`, `grammar`).
+    pub constraint: Option<Grammar>,
 }
 
 /// Parses a body as a JSON object. The content type is not checked (curl's `-d` sends
@@ -54,7 +58,7 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-pub(super) fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -66,14 +70,14 @@ pub(super) fn type_name(v: &Value) -> &'static str {
 }
 
 /// Typed access to the top-level fields, `null` read as absent.
-pub(super) struct Fields<'a>(pub(super) &'a Map<String, Value>);
+pub(crate) struct Fields<'a>(pub(crate) &'a Map<String, Value>);
 
 impl<'a> Fields<'a> {
-    pub(super) fn get(&self, name: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, name: &str) -> Option<&'a Value> {
         self.0.get(name).filter(|v| !v.is_null())
     }
 
-    pub(super) fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+    pub(crate) fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -81,7 +85,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(super) fn str(&self, name: &str) -> Result<Option<&'a str>, ApiError> {
+    pub(crate) fn str(&self, name: &str) -> Result<Option<&'a str>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -90,7 +94,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A number in `[lo, hi]` (rejecting NaN-free but out-of-range JSON numbers too).
-    pub(super) fn f32_in(&self, name: &str, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
+    pub(crate) fn f32_in(&self, name: &str, lo: f64, hi: f64) -> Result<Option<f32>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
@@ -105,7 +109,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A non-negative integer; the bound check is the caller's, on the full `u64`.
-    pub(super) fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
+    pub(crate) fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Number(n)) => match n.as_u64() {
@@ -120,7 +124,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A non-negative integer in `[lo, hi]`.
-    pub(super) fn uint_in(&self, name: &str, lo: u64, hi: u64) -> Result<Option<usize>, ApiError> {
+    pub(crate) fn uint_in(&self, name: &str, lo: u64, hi: u64) -> Result<Option<usize>, ApiError> {
         match self.uint(name)? {
             None => Ok(None),
             Some(x) if (lo..=hi).contains(&x) => Ok(Some(x as usize)),
@@ -132,7 +136,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-pub(super) fn wrong_type(name: &str, want: &str, got: &Value) -> ApiError {
+pub(crate) fn wrong_type(name: &str, want: &str, got: &Value) -> ApiError {
     ApiError::bad(
         name,
         format!("{name} must be {want}, got {}", type_name(got)),
@@ -241,6 +245,7 @@ pub(super) fn parse_params(
         Some(v) => return Err(wrong_type("stream_options", "an object", v)),
     };
     let stop_at_eog = !f.bool("ignore_eos")?.unwrap_or(false);
+    let constraint = parse_constraint(f)?;
     Ok(GenParams {
         max_tokens,
         sampler,
@@ -251,7 +256,139 @@ pub(super) fn parse_params(
         n,
         stream,
         include_usage,
+        constraint,
     })
+}
+
+/// The output grammar from `response_format` (OpenAI), or llama.cpp's top-level
+/// `json_schema` (a schema) and `grammar` (GBNF) extensions. At most one may constrain the
+/// output: two different constraints cannot both be honoured, and picking one silently
+/// would break the other's promise.
+pub(crate) fn parse_constraint(f: &Fields<'_>) -> Result<Option<Grammar>, ApiError> {
+    let mut found: Vec<(&str, Grammar)> = Vec::new();
+    if let Some(rf) = f.get("response_format") {
+        if let Some(g) = parse_response_format(rf)? {
+            found.push(("response_format", g));
+        }
+    }
+    match f.get("json_schema") {
+        None => {}
+        Some(s @ (Value::Object(_) | Value::Bool(_))) => {
+            found.push(("json_schema", Grammar::JsonSchema(s.clone())))
+        }
+        Some(v) => return Err(wrong_type("json_schema", "an object", v)),
+    }
+    match f.str("grammar")? {
+        // Clients built for llama.cpp send `"grammar": ""` to mean "none".
+        None => {}
+        Some(g) if g.trim().is_empty() => {}
+        // llama.cpp passes grammars starting with `%llguidance` to llguidance as Lark; so
+        // do we, since that is our grammar engine too.
+        Some(g) if g.trim_start().starts_with("%llguidance") => {
+            found.push(("grammar", Grammar::Lark(g.to_string())))
+        }
+        Some(_) => {
+            return Err(ApiError::bad(
+                "grammar",
+                "GBNF grammars are not supported yet; send a JSON schema (`response_format` \
+                 or `json_schema`) or a Lark grammar starting with `%llguidance`",
+            ))
+        }
+    }
+    match found.len() {
+        0 | 1 => Ok(found.pop().map(|(_, g)| g)),
+        _ => {
+            let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
+            Err(ApiError::bad(
+                names[1],
+                format!(
+                    "only one output constraint may be given, got {}",
+                    names.join(" and ")
+                ),
+            ))
+        }
+    }
+}
+
+/// `{"type": "text" | "json_object" | "json_schema", ...}`; `None` for plain text.
+fn parse_response_format(rf: &Value) -> Result<Option<Grammar>, ApiError> {
+    const P: &str = "response_format";
+    let Value::Object(rf) = rf else {
+        return Err(wrong_type(P, "an object", rf));
+    };
+    let kind = match rf.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad(
+                "response_format.type",
+                "response_format.type is required",
+            ))
+        }
+        Some(v) => return Err(wrong_type("response_format.type", "a string", v)),
+    };
+    match kind {
+        "text" => Ok(None),
+        // llama.cpp also reads a `schema` next to `json_object`.
+        "json_object" => match rf.get("schema") {
+            None | Some(Value::Null) => Ok(Some(Grammar::JsonObject)),
+            Some(s @ (Value::Object(_) | Value::Bool(_))) => {
+                Ok(Some(Grammar::JsonSchema(s.clone())))
+            }
+            Some(v) => Err(wrong_type("response_format.schema", "an object", v)),
+        },
+        "json_schema" => {
+            let js = match rf.get("json_schema") {
+                Some(Value::Object(js)) => js,
+                None | Some(Value::Null) => {
+                    return Err(ApiError::bad(
+                        "response_format.json_schema",
+                        "response_format.json_schema is required when type is json_schema",
+                    ))
+                }
+                Some(v) => return Err(wrong_type("response_format.json_schema", "an object", v)),
+            };
+            match js.get("name") {
+                None | Some(Value::Null) | Some(Value::String(_)) => {}
+                Some(v) => {
+                    return Err(wrong_type(
+                        "response_format.json_schema.name",
+                        "a string",
+                        v,
+                    ))
+                }
+            }
+            // `strict: false` still gets the schema enforced: never weaker than asked.
+            match js.get("strict") {
+                None | Some(Value::Null) | Some(Value::Bool(_)) => {}
+                Some(v) => {
+                    return Err(wrong_type(
+                        "response_format.json_schema.strict",
+                        "a boolean",
+                        v,
+                    ))
+                }
+            }
+            match js.get("schema") {
+                // No schema: any JSON object, as with json_object.
+                None | Some(Value::Null) => Ok(Some(Grammar::JsonObject)),
+                Some(s @ (Value::Object(_) | Value::Bool(_))) => {
+                    Ok(Some(Grammar::JsonSchema(s.clone())))
+                }
+                Some(v) => Err(wrong_type(
+                    "response_format.json_schema.schema",
+                    "an object",
+                    v,
+                )),
+            }
+        }
+        other => Err(ApiError::bad(
+            "response_format.type",
+            format!(
+                "response_format.type `{other}` is not supported; use text, json_object or \
+                 json_schema"
+            ),
+        )),
+    }
 }
 
 fn parse_stop(v: Option<&Value>, cfg: &ServerConfig) -> Result<Vec<String>, ApiError> {
@@ -346,6 +483,111 @@ fn parse_logit_bias(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn constraint(body: Value) -> Result<Option<Grammar>, ApiError> {
+        let Value::Object(m) = body else {
+            panic!("not an object")
+        };
+        parse_constraint(&Fields(&m))
+    }
+
+    #[test]
+    fn response_format_maps_to_grammar() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        let cases = [
+            (json!({}), None),
+            (json!({"response_format": null}), None),
+            (json!({"response_format": {"type": "text"}}), None),
+            (
+                json!({"response_format": {"type": "json_object"}}),
+                Some(Grammar::JsonObject),
+            ),
+            (
+                json!({"response_format": {"type": "json_object", "schema": schema}}),
+                Some(Grammar::JsonSchema(schema.clone())),
+            ),
+            (
+                json!({"response_format": {"type": "json_schema",
+                    "json_schema": {"name": "x", "schema": schema, "strict": true}}}),
+                Some(Grammar::JsonSchema(schema.clone())),
+            ),
+            (
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}),
+                Some(Grammar::JsonObject),
+            ),
+            (
+                json!({"json_schema": schema}),
+                Some(Grammar::JsonSchema(schema.clone())),
+            ),
+            (json!({"grammar": ""}), None),
+            (
+                json!({"grammar": "%llguidance {}\nstart: \"a\""}),
+                Some(Grammar::Lark("%llguidance {}\nstart: \"a\"".into())),
+            ),
+            // Plain text next to a schema is no conflict.
+            (
+                json!({"response_format": {"type": "text"}, "json_schema": schema}),
+                Some(Grammar::JsonSchema(schema.clone())),
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(constraint(body.clone()).unwrap(), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn bad_constraints_are_400_naming_the_field() {
+        let cases = [
+            (json!({"response_format": "json"}), "response_format"),
+            (json!({"response_format": {}}), "response_format.type"),
+            (
+                json!({"response_format": {"type": 3}}),
+                "response_format.type",
+            ),
+            (
+                json!({"response_format": {"type": "xml"}}),
+                "response_format.type",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema"}}),
+                "response_format.json_schema",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema", "json_schema": []}}),
+                "response_format.json_schema",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema",
+                    "json_schema": {"name": "x", "schema": "{}"}}}),
+                "response_format.json_schema.schema",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema",
+                    "json_schema": {"name": "x", "strict": "yes"}}}),
+                "response_format.json_schema.strict",
+            ),
+            (json!({"json_schema": "{}"}), "json_schema"),
+            (json!({"grammar": "root ::= \"a\""}), "grammar"),
+            (json!({"grammar": 5}), "grammar"),
+            (
+                json!({"response_format": {"type": "json_object"}, "json_schema": {}}),
+                "json_schema",
+            ),
+        ];
+        for (body, param) in cases {
+            match constraint(body.clone()) {
+                Err(ApiError::BadRequest { param: p, .. }) => {
+                    assert_eq!(p.as_deref(), Some(param), "{body}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let Err(e) = constraint(json!({"grammar": "root ::= \"a\""})) else {
+            panic!("GBNF accepted")
+        };
+        assert!(e.to_string().contains("GBNF"), "{e}");
+    }
 
     #[test]
     fn body_must_be_a_utf8_json_object() {

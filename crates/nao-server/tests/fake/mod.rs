@@ -7,11 +7,12 @@
 //! - `FAIL`: emit `"partial"`, then an `Error` event.
 //! - `BADTEMPLATE` (chat content): `render_chat` fails.
 //!
-//! `queue_full` makes `submit` refuse with `QueueFull`.
+//! `queue_full` makes `submit` refuse with `QueueFull`; a JSON schema using `uniqueItems`
+//! is refused with `BadGrammar`.
 
 use nao_engine::api::{
-    EngineHandle, EngineStats, Event, Finish, ModelInfo, PromptError, Request, RequestHandle,
-    SubmitError, TokenLogprob, Usage,
+    EngineHandle, EngineStats, Event, Finish, Grammar, ModelDetails, ModelInfo, PromptError,
+    Request, RequestHandle, SubmitError, TokenLogprob, Usage,
 };
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,8 @@ pub struct Fake {
     pub queue_full: AtomicBool,
     pub submitted: Mutex<Vec<Request>>,
     pub rendered: Mutex<Vec<String>>,
+    /// The `tools` each `render_chat` call received.
+    pub tools: Mutex<Vec<Option<Value>>>,
     /// Set by a `SLOW` request's generator once it sees its receiver dropped.
     pub dropped: Arc<AtomicBool>,
 }
@@ -70,10 +73,24 @@ impl EngineHandle for Fake {
             n_ctx: N_CTX,
             n_vocab: N_VOCAB,
             created: 1_700_000_000,
+            details: ModelDetails {
+                architecture: "tinyarch".into(),
+                parameter_count: 268_098_176,
+                quantization: "Q4_K_M".into(),
+                file_size: 253_000_000,
+                file_modified: 1_600_000_000,
+                n_ctx_train: 4096,
+                n_embd: 64,
+                n_layer: 2,
+                n_head: 4,
+                n_head_kv: 1,
+                chat_template: Some("{{ messages }}".into()),
+            },
         }
     }
 
-    fn render_chat(&self, messages: &Value, _tools: Option<&Value>) -> Result<String, PromptError> {
+    fn render_chat(&self, messages: &Value, tools: Option<&Value>) -> Result<String, PromptError> {
+        self.tools.lock().unwrap().push(tools.cloned());
         let mut out = String::new();
         for m in messages.as_array().unwrap() {
             let content = match &m["content"] {
@@ -125,6 +142,14 @@ impl EngineHandle for Fake {
         req.sampler
             .validate()
             .map_err(|e| SubmitError::BadParams(e.to_string()))?;
+        // Like the real engine's grammar compiler, refuse a keyword it does not implement.
+        if let Some(Grammar::JsonSchema(schema)) = &req.constraint {
+            if schema.to_string().contains("\"uniqueItems\"") {
+                return Err(SubmitError::BadGrammar(
+                    "Unimplemented keys: [\"uniqueItems\"]".into(),
+                ));
+            }
+        }
         self.submitted.lock().unwrap().push(req.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let k = req.logprobs;

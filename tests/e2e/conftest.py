@@ -1,0 +1,97 @@
+"""Shared helpers of the end-to-end tests: start the real `nao serve` on a free loopback
+port with Gemma-3-270M, wait until it is healthy, read its metrics, stop it.
+
+Environment: NAO_BIN (the nao binary), NAO_MODEL (the GGUF file).
+"""
+
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+NAO_BIN = os.environ.get("NAO_BIN", "target/release/nao")
+MODEL = os.environ.get("NAO_MODEL", "models/gemma-3-270m-q4_k_m.gguf")
+CTX = 1024
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `nao serve` process; `extra` are additional command-line arguments."""
+
+    def __init__(self, *extra, env=None):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.ctx = CTX
+        self.model_path = MODEL
+        cmd = [NAO_BIN, "serve", "-m", MODEL, "--port", str(self.port), "--ctx", str(CTX),
+               "-t", "2", *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env={**os.environ, **(env or {})})
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nao serve exited: {self.proc.stderr.read().decode()}")
+            try:
+                with urllib.request.urlopen(self.base + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.proc.kill()
+        raise RuntimeError("nao serve did not become healthy")
+
+    def client(self, key="none", **kw):
+        """An `openai.OpenAI` client for this server."""
+        import openai
+
+        return openai.OpenAI(base_url=self.base + "/v1", api_key=key, **kw)
+
+    def get(self, path, timeout=5):
+        """`(status, body text)` of a GET without credentials."""
+        with urllib.request.urlopen(self.base + path, timeout=timeout) as r:
+            return r.status, r.read().decode()
+
+    def metrics(self):
+        _, text = self.get("/metrics")
+        out = {}
+        for line in text.splitlines():
+            m = re.match(r"^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$", line)
+            if m and not m.group(2):
+                out[m.group(1)] = float(m.group(3))
+        return out
+
+    def stop(self):
+        """SIGTERM, then a clean exit within 15 s is part of what is tested."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail("nao serve did not shut down within 15 s of SIGTERM")
+
+
+@pytest.fixture(scope="session")
+def start_server():
+    """`start_server(*args, env=None)` starts a server; any left running at the end of the
+    session are stopped."""
+    started = []
+
+    def start(*extra, env=None):
+        s = Server(*extra, env=env)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
