@@ -343,10 +343,27 @@ pub fn simd_name() -> &'static str {
     }
 }
 
+/// Whether AVX2 and FMA are available and not capped off by `NAO_SIMD=scalar`.
+#[inline]
+pub(crate) fn fma_enabled() -> bool {
+    isa() != Isa::Scalar
+}
+
 /// Whether the AVX-512 kernels are in use (so [`avx512_quantize_block_q8_k`] may be called).
 #[inline]
 pub(crate) fn avx512_enabled() -> bool {
     isa() == Isa::Avx512
+}
+
+/// The AVX-512 Q8_0 / Q8_1 block quantizer: writes the quants, returns `(amax, sum)`.
+///
+/// # Safety
+/// [`avx512_enabled`] must have returned true.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) unsafe fn avx512_quantize_block_q8_0(x: &[f32; 32], q: &mut [i8; 32]) -> (f32, i32) {
+    // SAFETY: the caller established AVX-512 F/BW/VL through `avx512_enabled`.
+    unsafe { avx512::quantize_block_q8_0(x, q) }
 }
 
 /// The AVX-512 Q8_K block quantizer.

@@ -2,6 +2,70 @@
 //! activations. Scalar code written so the compiler can vectorise it; these are a small
 //! share of decode time next to the weight matmuls.
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// `log2(e)`, and `ln 2` split in a high part exact in a few bits and the rest (Cody–Waite).
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const EXP_LN2_HI: f32 = 0.693_145_75;
+const EXP_LN2_LO: f32 = 1.428_606_8e-6;
+/// Range of [`exp_poly`]'s argument: beyond it `1 + exp(t)` is 1 or the quotient
+/// `x / (1 + exp(t))` is below 1e-36, so the clamp does not matter to SiLU.
+const EXP_LO: f32 = -87.0;
+const EXP_HI: f32 = 87.0;
+/// Taylor coefficients of `exp(r)` for |r| ≤ ln2/2, highest degree first (1/7! .. 1/0!):
+/// truncation error below 2^-26 relative.
+const EXP_C: [f32; 8] = [
+    1.0 / 5040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
+/// `exp(t)` within a few ulp for t in [−87, 87] (clamped there): `2^n · p(t − n ln 2)`.
+/// The operations (and their rounding) are exactly those of the SIMD twin in `x86`.
+#[inline]
+fn exp_poly(t: f32) -> f32 {
+    // `max`/`min` in the order `_mm256_max_ps(t, lo)`: NaN becomes `EXP_LO`, as there.
+    let t = if t > EXP_LO { t } else { EXP_LO };
+    let t = if t < EXP_HI { t } else { EXP_HI };
+    let n = (t * LOG2E).round_ties_even();
+    let r = n.mul_add(-EXP_LN2_HI, t);
+    let r = n.mul_add(-EXP_LN2_LO, r);
+    let mut p = EXP_C[0];
+    for &c in &EXP_C[1..] {
+        p = p.mul_add(r, c);
+    }
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `g[i] = silu(g[i]) · u[i]` (the SwiGLU gate), with SiLU as `x / (1 + exp(−x))` on
+/// [`exp_poly`]; AVX2+FMA where [`crate::dot::simd_name`] allows, bit-identical to
+/// [`silu_mul_scalar`]. Stops at the shorter slice.
+pub fn silu_mul(g: &mut [f32], u: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::dot::fma_enabled() {
+        // SAFETY: `fma_enabled` is true only after `is_x86_feature_detected!` reported AVX2
+        // and FMA, the kernel's whole contract.
+        let done = unsafe { x86::silu_mul(g, u) };
+        let (g, u) = (&mut g[done..], u.get(done..).unwrap_or(&[]));
+        return silu_mul_scalar(g, u);
+    }
+    silu_mul_scalar(g, u)
+}
+
+/// The scalar twin of [`silu_mul`].
+pub fn silu_mul_scalar(g: &mut [f32], u: &[f32]) {
+    for (gi, &ui) in g.iter_mut().zip(u) {
+        let x = *gi;
+        *gi = x / (1.0 + exp_poly(-x)) * ui;
+    }
+}
+
 /// RMS normalisation (Zhang & Sennrich 2019): `y = x / sqrt(mean(x^2) + eps) * w`.
 /// The sum of squares is accumulated in f64, as ggml does.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {

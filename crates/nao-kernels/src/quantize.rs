@@ -23,9 +23,25 @@ fn abs_max(x: &[f32]) -> f32 {
         .fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m })
 }
 
-/// Quantizes one block of 32 values; returns `(d, q, sum(q))`.
+/// Quantizes one block of 32 values into `q`; returns `(d, sum(q))` (AVX-512 where
+/// [`crate::dot::simd_name`] says so, bit-identical to [`q8_block_scalar`]).
 #[inline]
 fn q8_block(x: &[f32], q: &mut [i8; QK8]) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::dot::avx512_enabled() {
+        if let Ok(xb) = <&[f32; QK8]>::try_from(x) {
+            // SAFETY: `avx512_enabled` is true only after `is_x86_feature_detected!`
+            // reported AVX-512 F/BW/VL, the kernel's whole contract.
+            let (amax, sum) = unsafe { crate::dot::avx512_quantize_block_q8_0(xb, q) };
+            return (amax / 127.0, sum);
+        }
+    }
+    q8_block_scalar(x, q)
+}
+
+/// The scalar twin of [`q8_block`].
+#[inline]
+fn q8_block_scalar(x: &[f32], q: &mut [i8; QK8]) -> (f32, i32) {
     let amax = abs_max(x);
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
@@ -47,6 +63,25 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     for (xb, yb) in x.chunks_exact(QK8).zip(y.iter_mut()) {
         let (d, _) = q8_block(xb, &mut yb.qs);
         yb.d = f16::from_f32(d);
+    }
+}
+
+/// [`quantize_row_q8_0`] on the scalar path only (reference for the SIMD one).
+pub fn quantize_row_q8_0_scalar(x: &[f32], y: &mut [BlockQ8_0]) {
+    debug_assert_eq!(x.len(), y.len() * QK8);
+    for (xb, yb) in x.chunks_exact(QK8).zip(y.iter_mut()) {
+        let (d, _) = q8_block_scalar(xb, &mut yb.qs);
+        yb.d = f16::from_f32(d);
+    }
+}
+
+/// [`quantize_row_q8_1`] on the scalar path only (reference for the SIMD one).
+pub fn quantize_row_q8_1_scalar(x: &[f32], y: &mut [BlockQ8_1]) {
+    debug_assert_eq!(x.len(), y.len() * QK8);
+    for (xb, yb) in x.chunks_exact(QK8).zip(y.iter_mut()) {
+        let (d, sum) = q8_block_scalar(xb, &mut yb.qs);
+        yb.d = f16::from_f32(d);
+        yb.s = f16::from_f32(d * sum as f32);
     }
 }
 

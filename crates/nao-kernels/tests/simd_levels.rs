@@ -16,7 +16,10 @@ use nao_kernels::cast::as_bytes;
 use nao_kernels::dot::{vec_dot_at, vec_dot_multi_at, ActRow, QuantizedActs, SimdLevel};
 use nao_kernels::matmul::{matmul, WeightView};
 use nao_kernels::pool::ThreadPool;
-use nao_kernels::quantize::{quantize_row_q8_k, quantize_row_q8_k_scalar};
+use nao_kernels::quantize::{
+    quantize_row_q8_0, quantize_row_q8_0_scalar, quantize_row_q8_1, quantize_row_q8_1_scalar,
+    quantize_row_q8_k, quantize_row_q8_k_scalar,
+};
 use nao_kernels::DType;
 use proptest::prelude::*;
 
@@ -315,6 +318,56 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The dispatched Q8_0 / Q8_1 quantizers (AVX-512 where available) equal the scalar ones
+    /// bit for bit, on random rows (any number of blocks) with injected edge values.
+    #[test]
+    fn q8_0_quantizer_matches_scalar(nb in 1..=9usize, seed in any::<u64>(), edges in any::<u32>(), scale in prop::sample::select(vec![1e-3f32, 1.0, 3.0, 1e4])) {
+        let mut r = Rng(seed);
+        let mut x: Vec<f32> = (0..nb * 32).map(|_| r.unit() * scale).collect();
+        let specials = [
+            0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-42, -1e-42, 2.5, -2.5,
+            1e30, -1e30, f32::MIN_POSITIVE, 0.5, -0.5, 1.5,
+        ];
+        for bit in 0..32 {
+            if edges & (1 << bit) != 0 {
+                let i = (r.next() as usize) % x.len();
+                x[i] = specials[(r.next() as usize) % specials.len()];
+            }
+        }
+        if edges & 1 != 0 {
+            x[..32].iter_mut().for_each(|v| *v = 0.0);
+        }
+        if edges & 2 != 0 && nb > 1 {
+            x[32..64].iter_mut().for_each(|v| *v = 1e-40);
+        }
+        // Exact ties: values k/2 with amax 127 make `x · id` land on halves.
+        if edges & 4 != 0 {
+            for (i, v) in x[..32].iter_mut().enumerate() {
+                *v = (i as f32 - 16.0) * 0.5;
+            }
+            x[31] = 127.0;
+        }
+        let z0 = BlockQ8_0 { d: f16::ZERO, qs: [0; 32] };
+        let (mut a, mut b) = (vec![z0; nb], vec![z0; nb]);
+        quantize_row_q8_0(&x, &mut a);
+        quantize_row_q8_0_scalar(&x, &mut b);
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            prop_assert_eq!(p.d.to_bits(), q.d.to_bits(), "block {} d", i);
+            prop_assert_eq!(p.qs, q.qs, "block {} qs", i);
+        }
+        let z1 = BlockQ8_1 { d: f16::ZERO, s: f16::ZERO, qs: [0; 32] };
+        let (mut a, mut b) = (vec![z1; nb], vec![z1; nb]);
+        quantize_row_q8_1(&x, &mut a);
+        quantize_row_q8_1_scalar(&x, &mut b);
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            prop_assert_eq!(p.d.to_bits(), q.d.to_bits(), "block {} d", i);
+            prop_assert_eq!(p.s.to_bits(), q.s.to_bits(), "block {} s", i);
+            prop_assert_eq!(p.qs, q.qs, "block {} qs", i);
+        }
+    }
+}
+
 /// A row quantized with one maximum at +m and another at −m: the first one sets the sign.
 #[test]
 fn q8_k_quantizer_first_max_wins() {
@@ -375,6 +428,43 @@ fn matmul_batch_invariance_across_column_blocks() {
                 for (i, (a, b)) in y[t * n_rows..(t + 1) * n_rows].iter().zip(&yt).enumerate() {
                     assert_eq!(a.to_bits(), b.to_bits(), "{w} n={n_tokens} t={t} row={i}");
                 }
+            }
+        }
+    }
+}
+
+proptest! {
+    /// The dispatched SwiGLU gate (AVX2+FMA where available) equals its scalar twin bit for
+    /// bit, for any length (tails included) and edge values, and stays within a few ulp of
+    /// the exact SiLU.
+    #[test]
+    fn silu_mul_matches_scalar(n in 0..=67usize, seed in any::<u64>(), edges in any::<u32>(), scale in prop::sample::select(vec![0.1f32, 3.0, 30.0, 200.0])) {
+        let mut r = Rng(seed);
+        let mut g: Vec<f32> = (0..n).map(|_| r.unit() * scale).collect();
+        let u: Vec<f32> = (0..n).map(|_| r.unit()).collect();
+        let specials = [
+            0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-42, -1e-42, 87.0, -87.0,
+            88.5, -88.5, 1e30, -1e30, 0.346_573_6, -0.346_573_6,
+        ];
+        for bit in 0..32 {
+            if n > 0 && edges & (1 << bit) != 0 {
+                let i = (r.next() as usize) % n;
+                g[i] = specials[(r.next() as usize) % specials.len()];
+            }
+        }
+        let mut a = g.clone();
+        let mut b = g.clone();
+        nao_kernels::ops::silu_mul(&mut a, &u);
+        nao_kernels::ops::silu_mul_scalar(&mut b, &u);
+        for i in 0..n {
+            prop_assert!(a[i].to_bits() == b[i].to_bits() || (a[i].is_nan() && b[i].is_nan()),
+                "{}: {} -> {} vs {}", i, g[i], a[i], b[i]);
+            let x = f64::from(g[i]);
+            if x.is_finite() && x.abs() < 80.0 {
+                let exact = x / (1.0 + (-x).exp()) * f64::from(u[i]);
+                let err = (f64::from(b[i]) - exact).abs();
+                prop_assert!(err <= 4.0 * f64::from(f32::EPSILON) * exact.abs() + 1e-37,
+                    "{}: silu({}) * {} = {} vs {}", i, x, u[i], b[i], exact);
             }
         }
     }

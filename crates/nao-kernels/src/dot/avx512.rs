@@ -466,3 +466,41 @@ pub(crate) unsafe fn quantize_block_q8_k(x: &[f32; 256], y: &mut BlockQ8K) {
     }
     y.d = 1.0 / iscale;
 }
+
+/// Twin of one block of [`crate::quantize::quantize_row_q8_0`] (and `_q8_1`), bit for bit:
+/// the same largest magnitude (NaN ignored), the same f32 products `id · x` with
+/// `id = 127 / amax` rounded half to even, saturated to [−128, 127], NaN to 0. Writes the
+/// quants and returns `(amax, sum of the quants)`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn quantize_block_q8_0(x: &[f32; 32], q: &mut [i8; 32]) -> (f32, i32) {
+    let sign = _mm512_set1_ps(-0.0);
+    let mut v = [_mm512_setzero_ps(); 2];
+    for (vi, c) in v.iter_mut().zip(arrays::<f32, 16>(x)) {
+        // SAFETY: `c` is exactly 16 readable f32s; loadu has no alignment requirement.
+        *vi = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+    }
+    // MAXPS returns its second operand when the first is NaN: NaN lanes are skipped.
+    let vmax = _mm512_max_ps(
+        _mm512_andnot_ps(sign, v[1]),
+        _mm512_max_ps(_mm512_andnot_ps(sign, v[0]), _mm512_setzero_ps()),
+    );
+    let amax = _mm512_reduce_max_ps(vmax);
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let vs = _mm512_set1_ps(id);
+    let lo = _mm512_set1_ps(-128.0);
+    let hi = _mm512_set1_ps(127.0);
+    let mut sum = 0i32;
+    for (vi, qc) in v.iter().zip(q.chunks_exact_mut(16)) {
+        let p = _mm512_mul_ps(*vi, vs);
+        let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(p);
+        let r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(p, p);
+        let r = _mm512_mask_mov_ps(r, nan, _mm512_setzero_ps());
+        let qi = _mm512_cvtps_epi32(r);
+        sum += _mm512_reduce_add_epi32(qi);
+        // SAFETY: `qc` is exactly 16 writable bytes (a `chunks_exact_mut(16)` piece); storeu
+        // has no alignment requirement.
+        unsafe { _mm_storeu_si128(qc.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(qi)) };
+    }
+    (amax, sum)
+}
