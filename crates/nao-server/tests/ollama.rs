@@ -7,8 +7,9 @@
 mod fake;
 
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Method, Request};
 use axum::Router;
+use fake::http::{app, send, Resp};
 use fake::{Fake, BOS, N_CTX};
 use nao_server::{router, serve, ServerConfig};
 use serde_json::{json, Value};
@@ -16,24 +17,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
-
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
 
 impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).unwrap()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
     /// The objects of an NDJSON body; every line must be one complete JSON object.
     fn lines(&self) -> Vec<Value> {
         let t = self.text();
@@ -52,25 +37,6 @@ impl Resp {
             .to_str()
             .unwrap()
             .to_string()
-    }
-}
-
-fn app(fake: &Arc<Fake>) -> Router {
-    router(fake.clone(), ServerConfig::default())
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Resp {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    Resp {
-        status,
-        headers,
-        body,
     }
 }
 

@@ -5,8 +5,9 @@
 mod fake;
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, Request};
 use axum::Router;
+use fake::http::{app, send, Resp};
 use fake::{Fake, BOS, N_CTX};
 use nao_server::{router, serve, ServerConfig};
 use serde_json::{json, Value};
@@ -14,24 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
-
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
 
 impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).unwrap()
-    }
-
     /// The `data:` payloads of an SSE body, in order.
     fn sse(&self) -> Vec<String> {
         sse_lines(&self.text())
@@ -47,25 +32,6 @@ fn sse_lines(text: &str) -> Vec<String> {
                 .to_string()
         })
         .collect()
-}
-
-fn app(fake: &Arc<Fake>) -> Router {
-    router(fake.clone(), ServerConfig::default())
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Resp {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    Resp {
-        status,
-        headers,
-        body,
-    }
 }
 
 async fn post_raw(app: &Router, path: &str, ctype: Option<&str>, body: impl Into<Body>) -> Resp {

@@ -10,6 +10,8 @@
 //! `queue_full` makes `submit` refuse with `QueueFull`; a JSON schema using `uniqueItems`
 //! is refused with `BadGrammar`.
 
+pub mod http;
+
 use nao_engine::api::{
     EngineHandle, EngineStats, Event, Finish, Grammar, ModelDetails, ModelInfo, PromptError,
     Request, RequestHandle, SubmitError, TokenLogprob, Usage,
