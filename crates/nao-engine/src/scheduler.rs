@@ -258,11 +258,10 @@ impl Scheduler {
             };
             // Reuse cached full blocks, always leaving the last token to compute (its
             // logits are needed).
-            let max_blocks = (s.tokens.len() - 1) / bs;
-            let tokens = s.tokens.clone();
-            let (blocks, hashes) = self.pool.lookup(&tokens, max_blocks);
+            let n_tokens = s.tokens.len();
+            let (blocks, hashes) = self.pool.lookup(&s.tokens, (n_tokens - 1) / bs);
             let start = blocks.len() * bs;
-            let len = (tokens.len() - start).min(budget);
+            let len = (n_tokens - start).min(budget);
             let blocks_needed = (start + len).div_ceil(bs) - blocks.len();
             if self.pool.n_free() < blocks_needed {
                 for b in blocks {
@@ -292,7 +291,7 @@ impl Scheduler {
                 seq: id,
                 start,
                 len,
-                sample: start + len == tokens.len(),
+                sample: start + len == n_tokens,
             });
             budget -= len;
         }
