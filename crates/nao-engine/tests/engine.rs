@@ -6,36 +6,19 @@
 //! The model file is fetched by `scripts/fetch_models.py` into `models/`; when it is absent
 //! the test says so and passes only if `NAO_REQUIRE_MODELS` is unset (CI sets it).
 
+mod common;
+
+use common::model_path;
 use nao_engine::api::{EngineHandle, EngineStats, Event, Finish, Request, SubmitError, Usage};
 use nao_engine::engine::{start, EngineConfig};
 use nao_engine::SamplerConfig;
 use nao_gguf::GgufFile;
 use nao_models::load_model;
 use nao_tokenizer::Tokenizer;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
-
-fn model_path(file: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(file);
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("NAO_REQUIRE_MODELS").is_none(),
-        "{} is missing and NAO_REQUIRE_MODELS is set: run scripts/fetch_models.py",
-        p.display()
-    );
-    eprintln!(
-        "skipping: {} not found (run scripts/fetch_models.py)",
-        p.display()
-    );
-    None
-}
 
 fn config(max_running: usize, kv_positions: usize, token_budget: usize) -> EngineConfig {
     EngineConfig {

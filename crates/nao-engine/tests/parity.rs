@@ -26,34 +26,15 @@
 //! The model files are fetched by `scripts/fetch_models.py` into `models/`; when a file is
 //! absent the test says so and passes only if `NAO_REQUIRE_MODELS` is unset (CI sets it).
 
+mod common;
+
+use common::{model_path, root};
 use nao_engine::{generate, GenerateParams, SamplerConfig};
 use nao_gguf::GgufFile;
 use nao_models::{load_model, Compute};
 use nao_tokenizer::Tokenizer;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn model_path(file: &str) -> Option<PathBuf> {
-    let p = root().join("models").join(file);
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("NAO_REQUIRE_MODELS").is_none(),
-        "{} is missing and NAO_REQUIRE_MODELS is set: run scripts/fetch_models.py",
-        p.display()
-    );
-    eprintln!(
-        "skipping: {} not found (run scripts/fetch_models.py)",
-        p.display()
-    );
-    None
-}
 
 /// Bounds for one model.
 struct Bounds {

@@ -15,6 +15,9 @@
 //! The model file is fetched by `scripts/fetch_models.py` into `models/`; when it is absent
 //! the tests say so and pass only if `NAO_REQUIRE_MODELS` is unset (CI sets it).
 
+mod common;
+
+use common::model_path;
 use nao_engine::api::{EngineHandle, Event, Finish, Grammar, Request, RequestHandle};
 use nao_engine::constraint::ConstraintFactory;
 use nao_engine::engine::{start, EngineClient, EngineConfig};
@@ -23,31 +26,11 @@ use nao_gguf::GgufFile;
 use nao_models::load_model;
 use nao_tokenizer::Tokenizer;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const QWEN: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 const MAX_TOKENS: usize = 200;
-
-fn model_path(file: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(file);
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("NAO_REQUIRE_MODELS").is_none(),
-        "{} is missing and NAO_REQUIRE_MODELS is set: run scripts/fetch_models.py",
-        p.display()
-    );
-    eprintln!(
-        "skipping: {} not found (run scripts/fetch_models.py)",
-        p.display()
-    );
-    None
-}
 
 /// The engine plus a tokenizer of our own (for the mask replay).
 fn engine(max_running: usize) -> Option<(Arc<EngineClient>, Arc<Tokenizer>)> {
