@@ -11,6 +11,8 @@
 //! [`scalar`] with the same algorithm.
 //! Kernels with AVX2 paths: Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F32, F16, BF16.
 //! Kernels with AVX-512 VNNI paths: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K.
+//! Batches of Q4_K / Q6_K rows go through the AMX tile GEMM where the CPU has it
+//! ([`crate::amx`]), bit-identical to the AVX-512 kernels here.
 //! Scalar only: Q4_1, Q5_1, Q2_K, Q3_K.
 
 use crate::blocks::{Block, BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};
@@ -106,6 +108,9 @@ pub struct QuantizedActs {
     q8_0: Vec<BlockQ8_0>,
     q8_1: Vec<BlockQ8_1>,
     q8k: Vec<BlockQ8K>,
+    /// The Q8_K rows in AMX tile layout (filled by the AMX GEMM, reused across calls).
+    #[cfg(target_arch = "x86_64")]
+    amx: crate::amx::pack::PackedActs,
 }
 
 impl Default for QuantizedActs {
@@ -125,6 +130,8 @@ impl QuantizedActs {
             q8_0: Vec::new(),
             q8_1: Vec::new(),
             q8k: Vec::new(),
+            #[cfg(target_arch = "x86_64")]
+            amx: Default::default(),
         }
     }
 
@@ -263,6 +270,18 @@ impl QuantizedActs {
         Ok(total)
     }
 
+    /// The Q8_K rows quantized last, back to back, and the AMX tile buffer.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn amx_parts(&mut self) -> (&[BlockQ8K], &mut crate::amx::pack::PackedActs) {
+        let n = self.n_rows * self.row_len;
+        let rows = if self.kind == ActType::Q8K {
+            &self.q8k[..n]
+        } else {
+            &[]
+        };
+        (rows, &mut self.amx)
+    }
+
     /// Format of the rows quantized last.
     pub fn act_type(&self) -> ActType {
         self.kind
@@ -333,12 +352,14 @@ fn isa() -> Isa {
 }
 
 /// Name of the kernel set [`vec_dot`] uses on this machine (`"avx512vnni"`, `"avx2"`,
-/// `"avx2+f16c"`, `"scalar"`).
+/// `"avx2+f16c"`, `"scalar"`), with `"+amx"` when the K-quant prefill GEMM runs on AMX tiles.
 pub fn simd_name() -> &'static str {
     match isa() {
         Isa::Scalar => "scalar",
         Isa::Avx2 => "avx2",
         Isa::Avx2F16c => "avx2+f16c",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if crate::amx::enabled() => "avx512vnni+amx",
         Isa::Avx512 => "avx512vnni",
     }
 }

@@ -1,5 +1,6 @@
 //! nao-kernels: tensor formats and CPU compute.
 //!
+//! - [`amx`]: the AMX tile GEMM for K-quant prefill (x86-64 with AMX-INT8).
 //! - [`attn`]: attention inner loops over an f16 KV cache (ggml flash-attention numerics).
 //! - [`dtype`]: the element/block types GGUF files use, with their byte sizes.
 //! - [`blocks`]: `#[repr(C)]` quantization blocks, byte-identical to ggml's layouts.
@@ -12,6 +13,8 @@
 //! - [`matmul`]: weight × activation products over the pool.
 //! - [`probe`]: the memory-bandwidth probe behind roofline figures.
 
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 pub mod attn;
 pub mod blocks;
 pub mod cast;

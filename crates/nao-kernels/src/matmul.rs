@@ -1,7 +1,8 @@
 //! Weight × activation products: `y[t][r] = dot(W[r], x[t])` for a weight matrix of any
 //! supported type. Activations are quantized once per call to the 8-bit format the weight's
 //! kernel expects (as ggml does), then rows are split across the thread pool; each weight
-//! row is read once for all tokens of the batch.
+//! row is read once for all tokens of the batch. Batches of Q4_K / Q6_K tokens take the AMX
+//! tile GEMM ([`crate::amx`]) where the CPU has it, with the same results bit for bit.
 
 use crate::blocks::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};
 use crate::dot::{act_type, ActRow, ActType, QuantizedActs, RowDots, MULTI_COLS};
@@ -48,6 +49,11 @@ fn col_block(w: DType, k: usize, n_tokens: usize) -> usize {
     cb.clamp(MULTI_COLS, 256).min(n_tokens.max(1))
 }
 
+/// Fewest tokens for which the AMX GEMM beats the multi-column dot kernels (it packs each
+/// weight row block once per call, which only pays off over several tokens).
+#[cfg(target_arch = "x86_64")]
+const AMX_MIN_TOKENS: usize = 4;
+
 /// How far ahead of the current weight row decode prefetches.
 const PREFETCH_BYTES: usize = 8192;
 
@@ -90,6 +96,11 @@ pub fn matmul(
         return matmul_dequant(w, rb, x, n_tokens, y, pool);
     }
     acts.quantize_par(w.dtype, x, n_tokens, w.cols, pool)?;
+    #[cfg(target_arch = "x86_64")]
+    if n_tokens >= AMX_MIN_TOKENS && crate::amx::gemm::supports(w.dtype) && crate::amx::enabled() {
+        let (q8k, packed) = acts.amx_parts();
+        return crate::amx::gemm::matmul(w, rb, q8k, n_tokens, packed, y, pool);
+    }
     let acts = &*acts;
     let act_rows: Vec<ActRow<'_>> = (0..n_tokens).map(|t| acts.row(t)).collect();
     let dots = RowDots::new(w.dtype, w.cols, &act_rows)?;

@@ -168,10 +168,18 @@ fn multi_rejects_bad_lengths() {
 fn batched_matmul_equals_per_token_matmul() {
     let pool = ThreadPool::new(2);
     let mut r = Rng(42);
+    // With AMX (see `nao_kernels::amx::enabled`), K-quant batches of 4+ tokens take the tile
+    // GEMM: row counts and token counts off the 16 × 16 tile are covered here.
     for w in TYPES {
-        for nb in [1usize, 3] {
+        for (nb, n_rows, tokens) in [
+            (1usize, 7usize, &[1usize, 2, 3, 4, 5, 9, 17, 33][..]),
+            (3, 7, &[1, 4, 9, 33]),
+            (2, 33, &[1, 5, 17, 33]),
+            // Enough tokens × super-blocks that the AMX GEMM takes the super-blocks in
+            // several passes.
+            (25, 17, &[113]),
+        ] {
             let cols = nb * 256;
-            let n_rows = 7;
             let (words, len) = weight_rows(w, n_rows, nb, &mut r);
             let view = WeightView {
                 dtype: w,
@@ -179,7 +187,7 @@ fn batched_matmul_equals_per_token_matmul() {
                 rows: n_rows,
                 cols,
             };
-            for n_tokens in [1usize, 2, 3, 4, 5, 9] {
+            for &n_tokens in tokens {
                 let x = activations(n_tokens * cols, &mut r);
                 let mut acts = QuantizedActs::new();
                 let mut y = vec![0.0f32; n_tokens * n_rows];

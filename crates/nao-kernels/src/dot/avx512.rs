@@ -4,8 +4,10 @@
 //! - Q4_K / Q6_K × Q8_K work on 64 quants per 512-bit register: `maddubs` (u8 × s8 → pairwise
 //!   i16, which cannot saturate: |q| ≤ 63 and |q8| ≤ 128), then VNNI `dpwssd` folds the
 //!   sub-block scale into the i16 → i32 widening and the accumulation in one instruction.
-//!   The integer sum of every super-block is exact, as in the scalar twin; only the f32
-//!   accumulation across super-blocks is ordered differently.
+//!   Per super-block the exact integer totals (and, for Q4_K, the mins term) are reduced to
+//!   scalars and folded in with one scalar FMA each, in super-block order: the AMX prefill
+//!   GEMM ([`crate::amx`]) reproduces exactly that order, so a token's result does not
+//!   depend on which path computed it.
 //! - The single-row kernels are the multi-column kernels with one column, so a column's result
 //!   does not depend on how many other columns share the call (batch invariance).
 //! - Q8_0 / Q4_0 / Q5_0 × Q8_0 use 256-bit VNNI `dpbusd` on (|x|, sign(y, x)), which replaces
@@ -145,10 +147,16 @@ const Q4K_MIN_CTRL: [u8; 32] = {
     out
 };
 
+/// Totals of the 16 lanes of `a` and the 8 lanes of `b` (exact integer sums).
 #[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn hsum_512(x: __m512) -> f32 {
-    _mm512_reduce_add_ps(x)
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn reduce_pair(a: __m512i, b: __m256i) -> (i32, i32) {
+    let a = _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64::<1>(a));
+    // [a01 a23 b01 b23 | a45 a67 b45 b67] -> [a0123 b0123 .. | a4567 b4567 ..]
+    let h = _mm256_hadd_epi32(a, b);
+    let h = _mm256_hadd_epi32(h, h);
+    let t = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+    (_mm_cvtsi128_si32(t), _mm_extract_epi32::<1>(t))
 }
 
 #[inline]
@@ -175,8 +183,8 @@ pub(super) unsafe fn dot_q4_k_q8_k_multi<const N: usize>(
     let m4 = _mm512_set1_epi8(0xF);
     let sc_ctrl = Q4K_SCALE_CTRL.map(|c| load_512(&c));
     let min_ctrl = load_256(&Q4K_MIN_CTRL);
-    let mut acc = [_mm512_setzero_ps(); N];
-    let mut acc_m = [_mm256_setzero_ps(); N];
+    let mut acc = [0.0f32; N];
+    let mut acc_m = [0.0f32; N];
     for (i, xb) in x.iter().enumerate() {
         let Some(ybs) = blocks_at(&ys, i) else { break };
         let (xd, xdmin) = f16_pair(xb.d, xb.dmin);
@@ -206,13 +214,14 @@ pub(super) unsafe fn dot_q4_k_q8_k_multi<const N: usize>(
                 sumi = _mm512_dpwssd_epi32(sumi, p, *s);
             }
             let prod = _mm256_madd_epi16(mins, load_256(&yb.bsums));
-            *am = _mm256_fmadd_ps(_mm256_set1_ps(-yb.d * xdmin), _mm256_cvtepi32_ps(prod), *am);
-            *a = _mm512_fmadd_ps(_mm512_set1_ps(yb.d * xd), _mm512_cvtepi32_ps(sumi), *a);
+            let (si, sm) = reduce_pair(sumi, prod);
+            *am = (-yb.d * xdmin).mul_add(sm as f32, *am);
+            *a = (yb.d * xd).mul_add(si as f32, *a);
         }
     }
     let mut out = [0.0f32; N];
     for ((o, a), am) in out.iter_mut().zip(&acc).zip(&acc_m) {
-        *o = hsum_512(*a) + hsum_256(*am);
+        *o = *a + *am;
     }
     out
 }
@@ -239,7 +248,7 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
             )),
         )
     });
-    let mut acc = [_mm512_setzero_ps(); N];
+    let mut acc = [0.0f32; N];
     for (i, xb) in x.iter().enumerate() {
         let Some(ybs) = blocks_at(&ys, i) else { break };
         let xd = fp16_to_fp32(xb.d);
@@ -281,14 +290,10 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
             // 32 · Σ_g scale_g · bsum_g, as 8 i32 lanes.
             let offs = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc16, load_256(&yb.bsums)));
             sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(offs));
-            *a = _mm512_fmadd_ps(_mm512_set1_ps(yb.d * xd), _mm512_cvtepi32_ps(sumi), *a);
+            *a = (yb.d * xd).mul_add(_mm512_reduce_add_epi32(sumi) as f32, *a);
         }
     }
-    let mut out = [0.0f32; N];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = hsum_512(*a);
-    }
-    out
+    acc
 }
 
 // --------------------------------------------------------- 32-block kernels

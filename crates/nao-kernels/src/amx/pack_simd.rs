@@ -1,0 +1,149 @@
+//! AVX-512 twins of the weight packers in [`super::pack`] (same bytes out, tested against
+//! them): a row block is packed once per matmul call, and with short prompts that packing is
+//! a real share of the GEMM's time.
+//!
+//! The `quant × digit` products come from table lookups instead of multiplies: Q4_K's 4-bit
+//! quants index a 16-entry product table with `vpshufb` (one digit per 32 quants, one
+//! 256-bit half of the register), Q6_K's 6-bit quants a 64-entry table of `(q − 32)·d` with
+//! `vpermb` (one digit per 16 quants, one 128-bit lane, merged under a lane mask).
+//!
+//! Every function is an `unsafe fn` whose one contract is that the CPU has AVX-512 F/BW/VBMI
+//! (checked by `amx::enabled`); memory is only touched through fixed-size arrays.
+
+use super::Tile1K;
+use crate::blocks::{BlockQ4K, BlockQ6K};
+use std::arch::x86_64::*;
+
+/// `MUL4[s][q] = s · q` for 4-bit `s` and `q` (at most 225).
+const MUL4: [[u8; 16]; 16] = {
+    let mut t = [[0u8; 16]; 16];
+    let mut s = 0;
+    while s < 16 {
+        let mut q = 0;
+        while q < 16 {
+            t[s][q] = (s * q) as u8;
+            q += 1;
+        }
+        s += 1;
+    }
+    t
+};
+
+/// `MUL6[d + 3][q] = (q − 32) · d` as a byte, for digits `d ∈ [-3, 4]` and 6-bit `q`.
+const MUL6: [[u8; 64]; 8] = {
+    let mut t = [[0u8; 64]; 8];
+    let mut i = 0;
+    while i < 8 {
+        let d = i as i32 - 3;
+        let mut q = 0;
+        while q < 64 {
+            t[i][q] = ((q as i32 - 32) * d) as i8 as u8;
+            q += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
+#[inline(always)]
+unsafe fn load_64(b: &[u8; 64]) -> __m512i {
+    // SAFETY: reads exactly the 64 bytes of `b` (unaligned load).
+    unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
+}
+
+#[inline(always)]
+unsafe fn store_row(tile: &mut Tile1K, r: usize, v: __m512i) {
+    let row: &mut [u8] = &mut tile.0[(r % 16) * 64..(r % 16) * 64 + 64];
+    // SAFETY: `row` is exactly 64 writable bytes (unaligned store).
+    unsafe { _mm512_storeu_si512(row.as_mut_ptr().cast(), v) }
+}
+
+/// Row `r` of the two Q4_K planes of one super-block: `planes` is `[lo j0..j3, hi j0..j3]`,
+/// `sc` the block's eight 6-bit scales.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn pack_q4k_row(xb: &BlockQ4K, sc: &[u8; 8], r: usize, planes: &mut [Tile1K]) {
+    let m4 = _mm512_set1_epi8(0xF);
+    let (lo_tiles, hi_tiles) = planes.split_at_mut(4);
+    for (j, (lo_t, hi_t)) in lo_tiles.iter_mut().zip(hi_tiles).enumerate() {
+        let Ok(bytes) = <&[u8; 32]>::try_from(&xb.qs[32 * j..32 * j + 32]) else {
+            continue; // unreachable: 32 bytes
+        };
+        // SAFETY: 32 readable bytes, unaligned load.
+        let b = _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) });
+        // Low 256 bits: low nibbles (sub-block 2j); high 256 bits: high nibbles (2j + 1).
+        let q = _mm512_and_si512(_mm512_mask_srli_epi16::<4>(b, 0xFFFF_0000, b), m4);
+        let (sa, sb) = (usize::from(sc[2 * j]), usize::from(sc[2 * j + 1]));
+        for (tile, (da, db)) in [(lo_t, (sa & 15, sb & 15)), (hi_t, (sa >> 4, sb >> 4))] {
+            // SAFETY: 16-byte table rows, unaligned loads.
+            let (ta, tb) = unsafe {
+                (
+                    _mm512_broadcast_i32x4(_mm_loadu_si128(MUL4[da % 16].as_ptr().cast())),
+                    _mm512_broadcast_i32x4(_mm_loadu_si128(MUL4[db % 16].as_ptr().cast())),
+                )
+            };
+            let v = _mm512_shuffle_epi8(ta, q);
+            let v = _mm512_mask_shuffle_epi8(v, 0xFFFF_FFFF_0000_0000, tb, q);
+            // SAFETY: features as this function's contract.
+            unsafe { store_row(tile, r, v) };
+        }
+    }
+}
+
+/// Row `r` of the three Q6_K planes of one super-block: `planes` is `[p0 j0..j3, p1 …,
+/// p2 …]`, `digits[g]` the three digits of group `g`'s scale.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+pub(super) unsafe fn pack_q6k_row(
+    xb: &BlockQ6K,
+    digits: &[[i8; 3]; 16],
+    r: usize,
+    planes: &mut [Tile1K],
+) {
+    let m4 = _mm512_set1_epi8(0xF);
+    let m30 = _mm512_set1_epi8(0x30);
+    // Natural-order 6-bit quants, 64 per register (as in the AVX-512 dot kernel).
+    let mut q6 = [_mm512_setzero_si512(); 4];
+    for (n, q) in q6.chunks_exact_mut(2).enumerate() {
+        let (Ok(ql), Ok(qh)) = (
+            <&[u8; 64]>::try_from(&xb.ql[64 * n..64 * n + 64]),
+            <&[u8; 32]>::try_from(&xb.qh[32 * n..32 * n + 32]),
+        ) else {
+            continue; // unreachable: fixed sizes
+        };
+        // SAFETY: fixed-size arrays of exactly the loaded widths.
+        let (l, h) = unsafe {
+            (
+                load_64(ql),
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(qh.as_ptr().cast())),
+            )
+        };
+        let hs = _mm512_mask_srli_epi16::<2>(h, 0xFFFF_0000, h);
+        let lo = _mm512_or_si512(
+            _mm512_and_si512(l, m4),
+            _mm512_and_si512(_mm512_slli_epi16::<4>(hs), m30),
+        );
+        let hi = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi16::<4>(l), m4),
+            _mm512_and_si512(hs, m30),
+        );
+        if let [a, b] = q {
+            *a = lo;
+            *b = hi;
+        }
+    }
+    for (j, q) in q6.iter().enumerate() {
+        for p in 0..3 {
+            let table = |g: usize| {
+                let d = digits[(4 * j + g) % 16][p];
+                let i = (i32::from(d) + 3).clamp(0, 7) as usize;
+                // SAFETY: a 64-byte table row.
+                unsafe { load_64(&MUL6[i]) }
+            };
+            let mut v = _mm512_permutexvar_epi8(*q, table(0));
+            v = _mm512_mask_permutexvar_epi8(v, 0xFFFF << 16, *q, table(1));
+            v = _mm512_mask_permutexvar_epi8(v, 0xFFFF << 32, *q, table(2));
+            v = _mm512_mask_permutexvar_epi8(v, 0xFFFF << 48, *q, table(3));
+            // SAFETY: features as this function's contract.
+            unsafe { store_row(&mut planes[p * 4 + j], r, v) };
+        }
+    }
+}
