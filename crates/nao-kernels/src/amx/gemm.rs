@@ -76,7 +76,11 @@ pub(crate) fn matmul(
     // every row block of the thread streams past them.
     let kc = (ACT_PASS_BYTES / (n_tiles * 4 * 1024).max(1)).clamp(1, n_sb.max(1));
     let multi_pass = kc < n_sb;
-    let step = if w.dtype == DType::Q4K { 2 } else { 1 };
+    let step = if w.dtype == DType::Q4K && n_tiles >= 2 {
+        2
+    } else {
+        1
+    };
     pool.for_ranges(rows.div_ceil(TILE), &|range| {
         let Some(tiles) = Tiles::configure() else {
             return fail(KernelError::Unsupported(w.dtype));
@@ -190,10 +194,11 @@ fn pack_acts(
     });
 }
 
-/// Q4_K for 16 rows × the 32 tokens of tiles `tile` and `tile + 1`, over super-blocks
-/// `sbs` (the packed weights hold exactly those): `state` is `[acc, accm]` of each tile
-/// (`[row][token]`), zeroed first when `sbs` starts the row. Two token tiles share each
-/// weight tile load and give the tile unit four independent accumulators.
+/// Q4_K for 16 rows × the 32 tokens of tiles `tile` and `tile + 1` (only `tile` when
+/// `state` holds one tile's pair), over super-blocks `sbs` (the packed weights hold exactly
+/// those): `state` is `[acc, accm]` of each tile (`[row][token]`), zeroed first when `sbs`
+/// starts the row. Two token tiles share each weight tile load and give the tile unit four
+/// independent accumulators.
 #[inline(never)]
 fn q4k_tiles(
     tiles: &Tiles,
@@ -206,29 +211,36 @@ fn q4k_tiles(
     if sbs.start == 0 {
         state.iter_mut().for_each(|s| *s = [[0.0; TILE]; TILE]);
     }
+    let two = state.len() >= 4;
     let mut c = [[CTile::ZERO; 2]; 2];
     for (k, sb) in sbs.enumerate() {
         let u0 = tile * pa.n_sb + sb;
         let u1 = (tile + 1) * pa.n_sb + sb;
         tiles.zero0();
         tiles.zero1();
-        tiles.zero2();
-        tiles.zero5();
+        if two {
+            tiles.zero2();
+            tiles.zero5();
+        }
         for j in 0..4 {
             tiles.load3(&pw.tiles[k * 8 + j]);
             tiles.load4(&pw.tiles[k * 8 + 4 + j]);
             tiles.load6(&pa.tiles[u0 * 4 + j]);
-            tiles.load7(&pa.tiles[u1 * 4 + j]);
             tiles.dpbusd_0_3_6();
             tiles.dpbusd_1_4_6();
-            tiles.dpbusd_2_3_7();
-            tiles.dpbusd_5_4_7();
+            if two {
+                tiles.load7(&pa.tiles[u1 * 4 + j]);
+                tiles.dpbusd_2_3_7();
+                tiles.dpbusd_5_4_7();
+            }
         }
         let [[c0, c1], [c2, c5]] = &mut c;
         tiles.store0(c0);
         tiles.store1(c1);
-        tiles.store2(c2);
-        tiles.store5(c5);
+        if two {
+            tiles.store2(c2);
+            tiles.store5(c5);
+        }
         for ((ct, u), st) in c.iter().zip([u0, u1]).zip(state.chunks_exact_mut(2)) {
             let (Ok(bp), [acc, accm]) = (
                 <&[[i32; TILE]; 4]>::try_from(&pa.bsum_pairs[u * 4..u * 4 + 4]),

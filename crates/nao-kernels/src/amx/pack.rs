@@ -37,10 +37,14 @@ pub(crate) struct PackedActs {
 }
 
 impl PackedActs {
-    /// Number of 16-token tiles, rounded up to even: the Q4_K kernel takes them in pairs
-    /// (a padding tile is all zeros).
+    /// Number of 16-token tiles: one for up to 16 tokens, otherwise rounded up to even, as
+    /// the Q4_K kernel takes them in pairs (a padding tile is all zeros).
     pub(crate) fn n_tiles(&self) -> usize {
-        self.n_tok.div_ceil(2 * TILE) * 2
+        if self.n_tok <= TILE {
+            1
+        } else {
+            self.n_tok.div_ceil(2 * TILE) * 2
+        }
     }
 
     /// Sizes the buffers for `n_tok` tokens of `n_sb` super-blocks.
