@@ -147,16 +147,79 @@ const Q4K_MIN_CTRL: [u8; 32] = {
     out
 };
 
-/// Totals of the 16 lanes of `a` and the 8 lanes of `b` (exact integer sums).
+/// Lane totals of four 8-lane vectors, `[Σv0, Σv1, Σv2, Σv3]` (exact integer sums).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn reduce4_256(v: &[__m256i; 4]) -> [i32; 4] {
+    // [v0_01 v0_23 v1_01 v1_23 | v0_45 ..] twice, then [v0_0123 v1_0123 v2_0123 v3_0123 | ..].
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    let t = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+    let mut out = [0i32; 4];
+    // SAFETY: writes exactly the 16 bytes of `out` (unaligned store).
+    unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), t) };
+    out
+}
+
+/// Lane totals of four 16-lane vectors.
 #[inline]
 #[target_feature(enable = "avx512f,avx2")]
-unsafe fn reduce_pair(a: __m512i, b: __m256i) -> (i32, i32) {
-    let a = _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64::<1>(a));
-    // [a01 a23 b01 b23 | a45 a67 b45 b67] -> [a0123 b0123 .. | a4567 b4567 ..]
-    let h = _mm256_hadd_epi32(a, b);
-    let h = _mm256_hadd_epi32(h, h);
-    let t = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
-    (_mm_cvtsi128_si32(t), _mm_extract_epi32::<1>(t))
+unsafe fn reduce4_512(v: &[__m512i; 4]) -> [i32; 4] {
+    let fold = |x: &__m512i| {
+        _mm256_add_epi32(
+            _mm512_castsi512_si256(*x),
+            _mm512_extracti64x4_epi64::<1>(*x),
+        )
+    };
+    reduce4_256(&[fold(&v[0]), fold(&v[1]), fold(&v[2]), fold(&v[3])])
+}
+
+/// Up to four super-blocks' integer sums per column, waiting to be folded into the float
+/// accumulators: one transposing reduction serves four super-blocks, then the folds run
+/// one by one in super-block order (`acc = fma(d, sumi, acc)`), the order the AMX GEMM
+/// reproduces.
+struct Pending<const N: usize> {
+    n: usize,
+    sumi: [[__m512i; 4]; N],
+    mins: [[__m256i; 4]; N],
+    d: [[f32; 4]; N],
+    dmin: [[f32; 4]; N],
+}
+
+impl<const N: usize> Pending<N> {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    fn new() -> Self {
+        Pending {
+            n: 0,
+            sumi: [[_mm512_setzero_si512(); 4]; N],
+            mins: [[_mm256_setzero_si256(); 4]; N],
+            d: [[0.0; 4]; N],
+            dmin: [[0.0; 4]; N],
+        }
+    }
+
+    /// Folds the pending super-blocks into `acc` (and the mins term into `acc_m` when
+    /// `with_mins`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn flush(&mut self, acc: &mut [f32; N], acc_m: &mut [f32; N], with_mins: bool) {
+        for c in 0..N {
+            // SAFETY: the caller's features (AVX-512 F, AVX2) are this function's.
+            let s = unsafe { reduce4_512(&self.sumi[c]) };
+            let n = self.n.min(4);
+            for (&d, &si) in self.d[c][..n].iter().zip(&s) {
+                acc[c] = d.mul_add(si as f32, acc[c]);
+            }
+            if with_mins {
+                // SAFETY: as above.
+                let m = unsafe { reduce4_256(&self.mins[c]) };
+                for (&d, &sm) in self.dmin[c][..n].iter().zip(&m) {
+                    acc_m[c] = d.mul_add(sm as f32, acc_m[c]);
+                }
+            }
+        }
+        self.n = 0;
+    }
 }
 
 #[inline]
@@ -185,6 +248,7 @@ pub(super) unsafe fn dot_q4_k_q8_k_multi<const N: usize>(
     let min_ctrl = load_256(&Q4K_MIN_CTRL);
     let mut acc = [0.0f32; N];
     let mut acc_m = [0.0f32; N];
+    let mut pend = Pending::<N>::new();
     for (i, xb) in x.iter().enumerate() {
         let Some(ybs) = blocks_at(&ys, i) else { break };
         let (xd, xdmin) = f16_pair(xb.d, xb.dmin);
@@ -207,18 +271,24 @@ pub(super) unsafe fn dot_q4_k_q8_k_multi<const N: usize>(
             *s = _mm512_shuffle_epi8(sm512, *ctrl);
         }
 
-        for ((a, am), yb) in acc.iter_mut().zip(&mut acc_m).zip(&ybs) {
+        let k = pend.n % 4;
+        for (c, yb) in ybs.iter().enumerate() {
             let mut sumi = _mm512_setzero_si512();
             for ((q, s), q8) in q4.iter().zip(&sc).zip(arrays::<_, 64>(&yb.qs)) {
                 let p = _mm512_maddubs_epi16(*q, load_512(q8));
                 sumi = _mm512_dpwssd_epi32(sumi, p, *s);
             }
-            let prod = _mm256_madd_epi16(mins, load_256(&yb.bsums));
-            let (si, sm) = reduce_pair(sumi, prod);
-            *am = (-yb.d * xdmin).mul_add(sm as f32, *am);
-            *a = (yb.d * xd).mul_add(si as f32, *a);
+            pend.sumi[c][k] = sumi;
+            pend.mins[c][k] = _mm256_madd_epi16(mins, load_256(&yb.bsums));
+            pend.d[c][k] = yb.d * xd;
+            pend.dmin[c][k] = -yb.d * xdmin;
+        }
+        pend.n = k + 1;
+        if pend.n == 4 {
+            pend.flush(&mut acc, &mut acc_m, true);
         }
     }
+    pend.flush(&mut acc, &mut acc_m, true);
     let mut out = [0.0f32; N];
     for ((o, a), am) in out.iter_mut().zip(&acc).zip(&acc_m) {
         *o = *a + *am;
@@ -249,6 +319,8 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
         )
     });
     let mut acc = [0.0f32; N];
+    let mut unused = [0.0f32; N];
+    let mut pend = Pending::<N>::new();
     for (i, xb) in x.iter().enumerate() {
         let Some(ybs) = blocks_at(&ys, i) else { break };
         let xd = fp16_to_fp32(xb.d);
@@ -281,7 +353,8 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
             }
         }
 
-        for (a, yb) in acc.iter_mut().zip(&ybs) {
+        let k = pend.n % 4;
+        for (c, yb) in ybs.iter().enumerate() {
             let mut sumi = _mm512_setzero_si512();
             for ((q, s), q8) in q6.iter().zip(&sc).zip(arrays::<_, 64>(&yb.qs)) {
                 let p = _mm512_maddubs_epi16(*q, load_512(q8));
@@ -289,10 +362,15 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
             }
             // 32 · Σ_g scale_g · bsum_g, as 8 i32 lanes.
             let offs = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc16, load_256(&yb.bsums)));
-            sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(offs));
-            *a = (yb.d * xd).mul_add(_mm512_reduce_add_epi32(sumi) as f32, *a);
+            pend.sumi[c][k] = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(offs));
+            pend.d[c][k] = yb.d * xd;
+        }
+        pend.n = k + 1;
+        if pend.n == 4 {
+            pend.flush(&mut acc, &mut unused, false);
         }
     }
+    pend.flush(&mut acc, &mut unused, false);
     acc
 }
 
