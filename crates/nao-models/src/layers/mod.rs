@@ -3,6 +3,8 @@
 mod attention;
 mod compute;
 mod decoder;
+mod dense;
+pub mod encoder;
 pub mod kv;
 mod linear;
 mod mlp;
@@ -11,6 +13,7 @@ pub mod standard;
 pub use attention::{Attention, AttnShape};
 pub use compute::Compute;
 pub use decoder::{Block, Decoder};
+pub use dense::{Dense, StLoader};
 pub use kv::{KvCache, KvPool, LayerCache, Logits, SeqBatch};
 pub use linear::{blk, Embedding, Linear, Loader};
 pub use mlp::{Activation, Mlp};
