@@ -5,8 +5,10 @@
 //!   and SentencePiece-style BPE (Gemma, Llama 2; [`spm`]), matching llama.cpp's ids.
 //! - [`StreamDecoder`]: incremental detokenization ([`stream`]).
 //! - [`chat`]: chat templates.
+//! - [`tools`]: tool calls and reasoning in model output, parsed back per model family.
 
 pub mod chat;
+pub mod tools;
 
 mod bpe;
 mod error;
