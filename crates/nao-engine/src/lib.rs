@@ -8,10 +8,14 @@
 //! - [`scheduler`]: the pure scheduling state machine; [`blocks`]: KV blocks and the prefix
 //!   cache; [`stop`]: stop strings over streamed text.
 //! - [`generate`]: the single-sequence generation loop (prefill, decode, stop at EOG).
+//! - [`embed`]: embeddings — [`embed::EmbedHandle`] (the server's side) and
+//!   [`embed::Embedder`] (tokenizer + encoder); [`embed_worker`]: the thread that owns it.
 
 pub mod api;
 pub mod blocks;
 pub mod constraint;
+pub mod embed;
+pub mod embed_worker;
 pub mod engine;
 pub mod generate;
 pub mod sample;
