@@ -81,6 +81,20 @@ class Server:
             pytest.fail("nao serve did not shut down within 15 s of SIGTERM")
 
 
+EMBED_MODEL = os.environ.get("NAO_EMBED_MODEL", "models/all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def embed_server(start_server):
+    """A server with the all-MiniLM-L6-v2 embedding model next to the chat model
+    (`--embedding-model DIR`); skipped when the model directory is absent."""
+    if not os.path.isfile(os.path.join(EMBED_MODEL, "model.safetensors")):
+        if os.environ.get("NAO_REQUIRE_MODELS"):
+            pytest.fail(f"{EMBED_MODEL} is missing: run scripts/fetch_models.py")
+        pytest.skip(f"{EMBED_MODEL} not found (run scripts/fetch_models.py)")
+    return start_server("--embedding-model", EMBED_MODEL)
+
+
 @pytest.fixture(scope="session")
 def start_server():
     """`start_server(*args, env=None)` starts a server; any left running at the end of the

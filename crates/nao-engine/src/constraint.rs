@@ -234,8 +234,9 @@ fn top_level(g: &Grammar) -> Result<TopLevelGrammar, ConstraintError> {
     })
 }
 
-/// Adds our bounded-whitespace options unless the schema brings its own.
-fn with_whitespace(mut schema: Json) -> Json {
+/// Adds our bounded-whitespace options unless the schema brings its own. Public so that
+/// grammars embedding a schema (`%json` in Lark, as tool-call grammars do) get the same.
+pub fn with_whitespace(mut schema: Json) -> Json {
     if let Json::Object(m) = &mut schema {
         m.entry("x-guidance").or_insert_with(|| {
             json!({

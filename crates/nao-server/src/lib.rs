@@ -7,12 +7,15 @@
 //! - `stream`: the SSE body of streamed responses.
 //! - `ollama`: the Ollama API (`/api/*`, NDJSON streaming) over the same engine plumbing.
 //! - `auth`: `Authorization: Bearer` checking.
+//! - `embeddings`: `/v1/embeddings`, Ollama's `/api/embed`, and `/v1/models` listing the
+//!   embedding model, over an optional [`EmbedHandle`].
 //! - `metrics`: `/metrics` (Prometheus text) and the one-line request log.
 //!
 //! The server never sees the model: it renders and tokenizes prompts through the engine
 //! handle and reads events back, so its tests run against a fake engine.
 
 mod auth;
+mod embeddings;
 pub mod error;
 mod metrics;
 mod ollama;
@@ -20,6 +23,7 @@ mod openai;
 mod stream;
 
 pub use error::ApiError;
+pub use openai::output::ReasoningFormat;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware;
@@ -27,6 +31,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use nao_engine::api::EngineHandle;
+use nao_engine::embed::EmbedHandle;
 use serde_json::json;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -60,6 +65,8 @@ pub struct ServerConfig {
     pub shutdown_drain: Duration,
     /// `Retry-After` (seconds) sent with 503 when the engine queue is full.
     pub retry_after_secs: u64,
+    /// Whether `<think>` blocks go to `reasoning_content` (chat) or stay in `content`.
+    pub reasoning_format: ReasoningFormat,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +83,7 @@ impl Default for ServerConfig {
             max_logit_bias: 1024,
             shutdown_drain: Duration::from_secs(5),
             retry_after_secs: 1,
+            reasoning_format: ReasoningFormat::DeepSeek,
         }
     }
 }
@@ -83,6 +91,8 @@ impl Default for ServerConfig {
 /// What every handler shares.
 pub(crate) struct AppState {
     pub engine: Arc<dyn EngineHandle>,
+    /// The embedding model, when one is served.
+    pub embedder: Option<Arc<dyn EmbedHandle>>,
     pub cfg: ServerConfig,
     pub metrics: Arc<metrics::Metrics>,
     /// Becomes `true` when in-flight requests must end (shutdown drain over).
@@ -92,14 +102,30 @@ pub(crate) struct AppState {
 /// The application without a listener (for tests and for embedding). Requests in flight
 /// are never aborted by this router alone; [`serve`] adds that.
 pub fn router(engine: Arc<dyn EngineHandle>, cfg: ServerConfig) -> Router {
-    let (_tx, rx) = watch::channel(false);
-    build(engine, cfg, rx)
+    router_with_embedder(engine, None, cfg)
 }
 
-fn build(engine: Arc<dyn EngineHandle>, cfg: ServerConfig, abort: watch::Receiver<bool>) -> Router {
+/// [`router`] with an embedding model served next to (or, with an engine that refuses
+/// generation, instead of) the chat model.
+pub fn router_with_embedder(
+    engine: Arc<dyn EngineHandle>,
+    embedder: Option<Arc<dyn EmbedHandle>>,
+    cfg: ServerConfig,
+) -> Router {
+    let (_tx, rx) = watch::channel(false);
+    build(engine, embedder, cfg, rx)
+}
+
+fn build(
+    engine: Arc<dyn EngineHandle>,
+    embedder: Option<Arc<dyn EmbedHandle>>,
+    cfg: ServerConfig,
+    abort: watch::Receiver<bool>,
+) -> Router {
     let limit = cfg.max_body_bytes;
     let state = Arc::new(AppState {
         engine,
+        embedder,
         cfg,
         metrics: Arc::new(metrics::Metrics::default()),
         abort,
@@ -107,8 +133,10 @@ fn build(engine: Arc<dyn EngineHandle>, cfg: ServerConfig, abort: watch::Receive
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
-        .route("/v1/models", get(openai::list_models))
-        .route("/v1/models/{*id}", get(openai::get_model))
+        .route("/v1/embeddings", post(embeddings::create))
+        // The listing covers both models (the chat model alone without an embedder).
+        .route("/v1/models", get(embeddings::list_models))
+        .route("/v1/models/{*id}", get(embeddings::get_model))
         .route("/health", get(health))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics::metrics))
@@ -118,6 +146,8 @@ fn build(engine: Arc<dyn EngineHandle>, cfg: ServerConfig, abort: watch::Receive
         .route("/api/show", post(ollama::show))
         .route("/api/ps", get(ollama::ps))
         .route("/api/version", get(ollama::version))
+        .route("/api/embed", post(embeddings::ollama_embed))
+        .route("/api/embeddings", post(embeddings::ollama_embeddings))
         // `get` answers HEAD as well (body dropped): clients probe with either.
         .route("/", get(ollama::root))
         .fallback(not_found)
@@ -171,10 +201,21 @@ pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_embedder(listener, engine, None, cfg, shutdown).await
+}
+
+/// [`serve`] with an embedding model (see [`router_with_embedder`]).
+pub async fn serve_with_embedder(
+    listener: tokio::net::TcpListener,
+    engine: Arc<dyn EngineHandle>,
+    embedder: Option<Arc<dyn EmbedHandle>>,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let drain = cfg.shutdown_drain;
     let (abort_tx, abort_rx) = watch::channel(false);
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let app = build(engine, cfg, abort_rx);
+    let app = build(engine, embedder, cfg, abort_rx);
     let signal = async move {
         shutdown.await;
         let _ = stop_tx.send(true);

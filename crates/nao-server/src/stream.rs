@@ -12,12 +12,14 @@
 
 use crate::error::ApiError;
 use crate::metrics::{log_line, LogTokens};
+use crate::openai::output::{call_args_delta, call_head_delta, Out, OutputParser, OutputSpec};
 use crate::openai::response::{self, Kind, Meta};
 use crate::openai::{Events, UsageSum};
 use axum::body::Bytes;
 use futures_core::Stream;
 use nao_engine::api::Event;
-use serde_json::Value;
+use nao_engine::api::TokenLogprob;
+use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,6 +36,10 @@ pub struct SseStream {
     queue: VecDeque<Bytes>,
     /// Legacy `text_offset` per choice.
     offsets: Vec<usize>,
+    /// Per chat choice: the reasoning / tool-call parser (`None`: text passes through).
+    parsers: Vec<Option<OutputParser>>,
+    /// Per choice: tool calls sent so far (the next call's `index`).
+    n_calls: Vec<usize>,
     usage: UsageSum,
     /// The last frame is queued; nothing more will be produced.
     ended: bool,
@@ -47,6 +53,7 @@ impl SseStream {
     pub fn new(
         meta: Meta,
         events: Events,
+        output: &OutputSpec,
         abort: Pin<Box<dyn Future<Output = ()> + Send>>,
         path: &'static str,
         start: Instant,
@@ -58,6 +65,8 @@ impl SseStream {
             abort,
             queue: VecDeque::new(),
             offsets: vec![0; n],
+            parsers: (0..n).map(|_| output.parser()).collect(),
+            n_calls: vec![0; n],
             usage: UsageSum::default(),
             ended: false,
             path,
@@ -91,10 +100,47 @@ impl SseStream {
         self.outcome = outcome;
     }
 
+    /// Chunks for parsed output of choice `i`; `lps` go with the first one (or alone
+    /// with empty content when the parser held everything back).
+    fn emit(&mut self, i: usize, outs: Vec<Out>, lps: &[TokenLogprob]) {
+        let mut lps = Some(lps);
+        for o in outs {
+            let delta = match o {
+                Out::Reasoning(r) => json!({"reasoning_content": r}),
+                Out::Content(c) => json!({"content": c}),
+                Out::Call(id, call) => {
+                    let k = self.n_calls[i];
+                    self.n_calls[i] += 1;
+                    let head = call_head_delta(k, &id, &call);
+                    let c = response::chat_delta_chunk(
+                        &self.meta,
+                        i,
+                        head,
+                        lps.take().unwrap_or_default(),
+                    );
+                    self.push(&c);
+                    call_args_delta(k, &call.arguments)
+                }
+            };
+            let c =
+                response::chat_delta_chunk(&self.meta, i, delta, lps.take().unwrap_or_default());
+            self.push(&c);
+        }
+        if let Some(lps) = lps.filter(|l| !l.is_empty()) {
+            let c = response::chat_delta_chunk(&self.meta, i, json!({"content": ""}), lps);
+            self.push(&c);
+        }
+    }
+
     fn on_event(&mut self, i: usize, ev: Event) {
         match ev {
             Event::Text { text, logprobs } => {
                 if text.is_empty() && logprobs.is_empty() {
+                    return;
+                }
+                if let Some(p) = &mut self.parsers[i] {
+                    let outs = p.push(&text);
+                    self.emit(i, outs, &logprobs);
                     return;
                 }
                 let c =
@@ -103,7 +149,12 @@ impl SseStream {
             }
             Event::Done { finish, usage, .. } => {
                 self.usage.add(self.events.prompt_idx(i), usage);
-                let c = response::finish_chunk(&self.meta, i, finish);
+                if let Some(p) = &mut self.parsers[i] {
+                    let outs = p.finish();
+                    self.emit(i, outs, &[]);
+                }
+                let called = self.n_calls[i] > 0;
+                let c = response::finish_chunk(&self.meta, i, finish, called);
                 self.push(&c);
             }
             Event::Error(msg) => self.fail(ApiError::Internal(msg), " (engine error)"),

@@ -36,6 +36,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nao_engine::api::{Event, PromptError, Request};
+use nao_tokenizer::tools::ToolFormat;
 use request::Params;
 use response::Kind;
 use serde_json::{json, Value};
@@ -152,6 +153,18 @@ async fn handle_chat(
         let line = response::load_line(Kind::Chat, &req.model);
         return Ok(single(&line, req.params.stream));
     }
+    let mut params = req.params;
+    if let Some(Value::Array(list)) = &req.tools {
+        let names = list
+            .iter()
+            .filter_map(|t| t["function"]["name"].as_str().map(String::from))
+            .collect();
+        let format = ToolFormat::detect(
+            info.details.chat_template.as_deref(),
+            &info.details.architecture,
+        );
+        params.tool_calls = Some((format, names));
+    }
     let engine = state.engine.clone();
     let (messages, tools) = (req.messages, req.tools);
     let ids = blocking(move || {
@@ -159,7 +172,7 @@ async fn handle_chat(
         Ok(engine.tokenize(&text, false))
     })
     .await?;
-    run(state, Kind::Chat, req.model, ids, req.params, start, None).await
+    run(state, Kind::Chat, req.model, ids, params, start, None).await
 }
 
 /// Submits one engine request and answers with NDJSON or one object.
@@ -191,6 +204,7 @@ async fn run(
     let mut events = Events::submit(&state, vec![(0, req)], prompt_param)?;
     let clock = Clock { start, submitted };
     let want_logprobs = params.logprobs.is_some();
+    let tool_calls = params.tool_calls.clone();
     if params.stream {
         let stream = NdjsonStream::new(
             kind,
@@ -201,7 +215,8 @@ async fn run(
             context,
             clock,
             path,
-        );
+        )
+        .with_tool_parser(tool_calls.map(|(f, names)| f.parser(&names)));
         let mut resp = Response::new(Body::from_stream(stream));
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
@@ -252,7 +267,14 @@ async fn run(
     })?;
     let context = context.map(|c| c.ids(&text));
     let lps = want_logprobs.then_some(logprobs.as_slice());
-    let body = response::final_line(kind, &model, &text, lps, &summary, context);
+    let (content, calls) = match &tool_calls {
+        Some((format, names)) => nao_tokenizer::tools::parse(*format, names, &text),
+        None => (text, Vec::new()),
+    };
+    let mut body = response::final_line(kind, &model, &content, lps, &summary, context);
+    if !calls.is_empty() {
+        body["message"]["tool_calls"] = response::tool_calls_json(&calls);
+    }
     let mut resp = json_response(&body);
     resp.extensions_mut().insert(LogTokens {
         prompt: summary.usage.prompt_tokens,

@@ -28,6 +28,7 @@ use crate::openai::request::{type_name, wrong_type, Fields};
 use crate::ServerConfig;
 use nao_engine::api::ModelInfo;
 use nao_engine::sample::SamplerConfig;
+use nao_tokenizer::tools::ToolFormat;
 use serde_json::{Map, Value};
 
 /// Most stop strings in `options.stop`. Ollama has no limit and Modelfiles commonly carry
@@ -47,6 +48,8 @@ pub struct Params {
     /// `Some(k)`: return each token's logprob and its `k` most likely alternatives.
     pub logprobs: Option<usize>,
     pub stream: bool,
+    /// Chat with tools: parse calls in this format, accepting these names.
+    pub tool_calls: Option<(ToolFormat, Vec<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -297,6 +300,7 @@ fn parse_common(f: &Fields<'_>, cfg: &ServerConfig, info: &ModelInfo) -> Result<
         stop,
         logprobs,
         stream,
+        tool_calls: None,
     })
 }
 

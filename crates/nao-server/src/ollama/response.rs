@@ -6,6 +6,7 @@
 
 use super::request::listed_name;
 use nao_engine::api::{Finish, ModelInfo, TokenLogprob, Usage};
+use nao_tokenizer::tools::ToolCall;
 use serde_json::{json, Map, Value};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -257,6 +258,18 @@ pub fn chunk(kind: Kind, model: &str, text: &str, logprobs: Option<&[TokenLogpro
         obj.insert("logprobs".into(), logprobs_json(lps));
     }
     Value::Object(obj)
+}
+
+/// Ollama's `message.tool_calls`: arguments as an object, not a JSON string.
+pub fn tool_calls_json(calls: &[ToolCall]) -> Value {
+    let list: Vec<Value> = calls
+        .iter()
+        .map(|c| {
+            let args: Value = serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+            json!({"function": {"name": c.name, "arguments": args}})
+        })
+        .collect();
+    Value::Array(list)
 }
 
 /// What a finished generation reports.

@@ -13,7 +13,8 @@ use crate::metrics::{log_line, LogTokens};
 use crate::openai::Events;
 use axum::body::Bytes;
 use futures_core::Stream;
-use nao_engine::api::{EngineHandle, Event, Finish, Usage};
+use nao_engine::api::{EngineHandle, Event, Finish, TokenLogprob, Usage};
+use nao_tokenizer::tools::{Delta, ToolParser};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -74,6 +75,8 @@ pub struct FinishInfo {
 }
 
 pub struct NdjsonStream {
+    /// Chat with tools: the call parser (calls go out as `message.tool_calls` lines).
+    tools: Option<Box<dyn ToolParser>>,
     kind: Kind,
     /// The model name echoed in every line.
     model: String,
@@ -107,6 +110,7 @@ impl NdjsonStream {
     ) -> Self {
         let prompt_tokens = events.prompt_tokens;
         NdjsonStream {
+            tools: None,
             kind,
             model,
             events,
@@ -128,6 +132,33 @@ impl NdjsonStream {
         self.queue.push_back(Bytes::from(format!("{v}\n")));
     }
 
+    /// Parses the streamed text for tool calls (chat requests that declared tools).
+    pub fn with_tool_parser(mut self, parser: Option<Box<dyn ToolParser>>) -> Self {
+        self.tools = parser;
+        self
+    }
+
+    /// Lines for parsed output; logprobs go with the first (or alone when everything was
+    /// held back).
+    fn emit(&mut self, deltas: Vec<Delta>, lps: Option<&[TokenLogprob]>) {
+        let mut lps = lps;
+        for d in deltas {
+            let c = match d {
+                Delta::Content(text) => response::chunk(self.kind, &self.model, &text, lps.take()),
+                Delta::Call(call) => {
+                    let mut c = response::chunk(self.kind, &self.model, "", lps.take());
+                    c["message"]["tool_calls"] = response::tool_calls_json(&[call]);
+                    c
+                }
+            };
+            self.push(&c);
+        }
+        if let Some(l) = lps.filter(|l| !l.is_empty()) {
+            let c = response::chunk(self.kind, &self.model, "", Some(l));
+            self.push(&c);
+        }
+    }
+
     fn fail(&mut self, err: ApiError, outcome: &'static str) {
         self.events.cancel();
         self.push(&err.to_ollama_json());
@@ -145,6 +176,12 @@ impl NdjsonStream {
                     self.text.push_str(&text);
                 }
                 let lps = self.logprobs.then_some(logprobs.as_slice());
+                if let Some(p) = &mut self.tools {
+                    let mut deltas = Vec::new();
+                    p.push(&text, &mut deltas);
+                    self.emit(deltas, lps);
+                    return;
+                }
                 let c = response::chunk(self.kind, &self.model, &text, lps);
                 self.push(&c);
             }
@@ -153,6 +190,11 @@ impl NdjsonStream {
                 usage,
                 time_to_first_token,
             } => {
+                if let Some(p) = &mut self.tools {
+                    let mut deltas = Vec::new();
+                    p.finish(&mut deltas);
+                    self.emit(deltas, None);
+                }
                 self.completion_tokens = usage.completion_tokens;
                 self.prompt_tokens = usage.prompt_tokens;
                 let summary = self.clock.summary(FinishInfo {

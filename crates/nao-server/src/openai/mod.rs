@@ -5,10 +5,16 @@
 //! …) and either collects the events into one object or hands them to an SSE body
 //! ([`crate::stream`]). Every engine receiver lives inside [`Events`]; dropping it (the
 //! handler future or the stream body going away with the client) cancels every request.
+//!
+//! Chat requests with tools (`tools.rs`: validation, and a grammar when a call is forced)
+//! or with reasoning extraction on get their choices' text parsed by [`output`] into
+//! reasoning, content and tool calls, the same way streamed or not.
 
+pub mod output;
 pub mod prompt;
 pub mod request;
 pub mod response;
+pub mod tools;
 
 use crate::error::ApiError;
 use crate::metrics::{LogTokens, LoggedByStream, Metrics};
@@ -20,6 +26,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nao_engine::api::{Event, Request, RequestHandle, Usage};
+use nao_tokenizer::tools::reasoning::ReasoningSplitter;
+use nao_tokenizer::tools::ToolFormat;
+use output::{OutputSpec, ReasoningFormat};
 use prompt::Prompt;
 use request::GenParams;
 use response::{Choice, Kind, Meta};
@@ -288,17 +297,39 @@ async fn handle(
     let obj = request::parse_object(&body)?;
     drop(body);
     let info = state.engine.model_info();
+    let mut output = OutputSpec::plain();
     let (prompts, params, prompt_param) = match kind {
         Kind::Chat => {
-            let req = prompt::parse_chat(&obj, &state.cfg, &info)?;
+            let mut req = prompt::parse_chat(&obj, &state.cfg, &info)?;
             drop(obj);
+            let format = ToolFormat::detect(
+                info.details.chat_template.as_deref(),
+                &info.details.architecture,
+            );
+            if let Some(g) = tools::call_grammar(&req.tools, format.syntax()) {
+                if req.params.constraint.is_some() {
+                    return Err(ApiError::bad(
+                        "tool_choice",
+                        "tool_choice forces a call, which cannot be combined with \
+                         response_format, json_schema or grammar",
+                    ));
+                }
+                req.params.constraint = Some(g);
+            }
+            if req.tools.parse_calls() {
+                output.tools = Some((format, req.tools.names()));
+            }
             let engine = state.engine.clone();
-            let (messages, tools) = (req.messages, req.tools);
-            let ids = blocking(move || {
+            let (messages, tools) = (req.messages, req.tools.for_template());
+            let (ids, opens_thinking) = blocking(move || {
                 let text = engine.render_chat(&messages, tools.as_ref())?;
-                Ok(engine.tokenize(&text, false))
+                let opens = ReasoningSplitter::prompt_opens_thinking(&text);
+                Ok((engine.tokenize(&text, false), opens))
             })
             .await?;
+            if state.cfg.reasoning_format == ReasoningFormat::DeepSeek {
+                output.reasoning = Some(opens_thinking);
+            }
             (vec![ids], req.params, "messages")
         }
         Kind::Completion => {
@@ -336,7 +367,7 @@ async fn handle(
             Kind::Chat => "/v1/chat/completions",
             Kind::Completion => "/v1/completions",
         };
-        let stream = SseStream::new(meta, events, abort_signal(&state), path, start);
+        let stream = SseStream::new(meta, events, &output, abort_signal(&state), path, start);
         let mut resp = Response::new(Body::from_stream(stream));
         let h = resp.headers_mut();
         h.insert(
@@ -349,7 +380,7 @@ async fn handle(
         resp.extensions_mut().insert(LoggedByStream);
         return Ok(resp);
     }
-    let (choices, usage) = collect(events, &state).await?;
+    let (choices, usage) = collect(events, &output, &state).await?;
     let body = response::full_response(&meta, &choices, usage).to_string();
     let mut resp = (
         StatusCode::OK,
@@ -365,8 +396,13 @@ async fn handle(
 }
 
 /// Reads every choice to its end for a non-streamed response.
-async fn collect(mut events: Events, state: &AppState) -> Result<(Vec<Choice>, Usage), ApiError> {
+async fn collect(
+    mut events: Events,
+    output: &OutputSpec,
+    state: &AppState,
+) -> Result<(Vec<Choice>, Usage), ApiError> {
     let mut choices = vec![Choice::default(); events.n_choices()];
+    let mut parsers: Vec<_> = (0..choices.len()).map(|_| output.parser()).collect();
     let mut usage = UsageSum::default();
     let mut abort = abort_signal(state);
     loop {
@@ -379,12 +415,18 @@ async fn collect(mut events: Events, state: &AppState) -> Result<(Vec<Choice>, U
         let Some((i, ev)) = next else { break };
         match ev {
             Event::Text { text, logprobs } => {
-                choices[i].text.push_str(&text);
+                match &mut parsers[i] {
+                    Some(p) => choices[i].take(p.push(&text)),
+                    None => choices[i].text.push_str(&text),
+                }
                 choices[i].logprobs.extend(logprobs);
             }
             Event::Done {
                 finish, usage: u, ..
             } => {
+                if let Some(p) = &mut parsers[i] {
+                    choices[i].take(p.finish());
+                }
                 choices[i].finish = Some(finish);
                 usage.add(events.prompt_idx(i), u);
             }

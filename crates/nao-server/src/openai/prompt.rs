@@ -1,10 +1,12 @@
-//! The prompt-carrying fields: chat `messages` (and `tools`) and completions `prompt`.
+//! The prompt-carrying fields: chat `messages` (and `tools`, read in `tools.rs`) and
+//! completions `prompt`.
 //!
 //! Messages are checked before the chat template sees them (roles, text-only content)
 //! so a template never has to cope with shapes it was not written for; completions
 //! prompts may be text or token ids, the ids checked against the vocabulary here.
 
 use super::request::{parse_params, type_name, wrong_type, Fields, GenParams};
+use super::tools::{check_message_calls, parse_tools, ToolsRequest};
 use crate::error::ApiError;
 use crate::ServerConfig;
 use nao_engine::api::ModelInfo;
@@ -20,7 +22,8 @@ const MAX_LEGACY_LOGPROBS: usize = 5;
 pub struct ChatRequest {
     /// The messages with `null` members removed, ready for `render_chat`.
     pub messages: Value,
-    pub tools: Option<Value>,
+    /// `tools`, `tool_choice`, `parallel_tool_calls`, validated.
+    pub tools: ToolsRequest,
     pub params: GenParams,
 }
 
@@ -60,22 +63,7 @@ pub fn parse_chat(
         Some(Value::Array(list)) => parse_messages(list)?,
         Some(v) => return Err(wrong_type("messages", "an array", v)),
     };
-    let tools = match f.get("tools") {
-        None => None,
-        Some(Value::Array(t)) if t.is_empty() => None,
-        Some(t @ Value::Array(_)) => Some(t.clone()),
-        Some(v) => return Err(wrong_type("tools", "an array", v)),
-    };
-    match f.get("tool_choice") {
-        None => {}
-        Some(Value::String(s)) if s == "none" || s == "auto" => {}
-        Some(_) => {
-            return Err(ApiError::bad(
-                "tool_choice",
-                "only tool_choice \"none\" and \"auto\" are supported yet",
-            ))
-        }
-    }
+    let tools = parse_tools(&f)?;
     let top = f.uint_in("top_logprobs", 0, cfg.max_top_logprobs as u64)?;
     let logprobs = match (f.bool("logprobs")?, top) {
         (Some(true), k) => Some(k.unwrap_or(0)),
@@ -154,6 +142,9 @@ fn parse_messages(list: &[Value]) -> Result<Value, ApiError> {
                     format!("messages[{i}].content is required"),
                 ))
             }
+        }
+        if let Some(calls) = m.get("tool_calls") {
+            check_message_calls(i, calls)?;
         }
         out.push(Value::Object(m));
     }

@@ -4,7 +4,9 @@
 //! validate them: `logprobs: null` when not asked for, `finish_reason: null` on every
 //! chunk but the last of a choice, `usage: null` on chunks when usage was requested.
 
+use super::output::{call_json, Out};
 use nao_engine::api::{Finish, TokenLogprob, Usage};
+use nao_tokenizer::tools::ToolCall;
 use serde_json::{json, Map, Value};
 
 /// Which endpoint a response belongs to.
@@ -30,9 +32,44 @@ pub struct Meta {
 /// One choice collected for a non-streamed response.
 #[derive(Debug, Clone, Default)]
 pub struct Choice {
+    /// The content (chat) or text (completions).
     pub text: String,
+    /// `<think>` text split off (chat, `--reasoning-format deepseek`).
+    pub reasoning: String,
+    /// Parsed tool calls with their ids.
+    pub calls: Vec<(String, ToolCall)>,
     pub logprobs: Vec<TokenLogprob>,
     pub finish: Option<Finish>,
+}
+
+impl Choice {
+    /// Adds parsed pieces of the output.
+    pub fn take(&mut self, outs: Vec<Out>) {
+        for o in outs {
+            match o {
+                Out::Reasoning(r) => self.reasoning.push_str(&r),
+                Out::Content(c) => self.text.push_str(&c),
+                Out::Call(id, c) => self.calls.push((id, c)),
+            }
+        }
+    }
+
+    /// The chat `message` object: `content` is `null` when the model only called tools;
+    /// `tool_calls` and `reasoning_content` appear only when there are some.
+    fn message(&self) -> Value {
+        let mut m = json!({"role": "assistant", "content": self.text, "refusal": null});
+        if !self.calls.is_empty() {
+            if self.text.is_empty() {
+                m["content"] = Value::Null;
+            }
+            let calls: Vec<Value> = self.calls.iter().map(|(id, c)| call_json(id, c)).collect();
+            m["tool_calls"] = Value::Array(calls);
+        }
+        if !self.reasoning.is_empty() {
+            m["reasoning_content"] = Value::from(self.reasoning.as_str());
+        }
+        m
+    }
 }
 
 /// `usage` summed over choices, prompt tokens counted once per prompt (as OpenAI does
@@ -96,6 +133,15 @@ fn finish_json(f: Option<Finish>) -> Value {
     f.map_or(Value::Null, |f| Value::from(f.as_str()))
 }
 
+/// `finish_reason` of a chat choice: `tool_calls` once it called a tool (even when the
+/// length limit cut what came after), else the engine's reason.
+pub fn chat_finish(f: Option<Finish>, called: bool) -> Value {
+    match f {
+        Some(_) if called => Value::from("tool_calls"),
+        f => finish_json(f),
+    }
+}
+
 /// The complete, non-streamed response: `chat.completion` or `text_completion`.
 pub fn full_response(meta: &Meta, choices: &[Choice], usage: Usage) -> Value {
     let list: Vec<Value> = choices
@@ -104,9 +150,9 @@ pub fn full_response(meta: &Meta, choices: &[Choice], usage: Usage) -> Value {
         .map(|(index, c)| match meta.kind {
             Kind::Chat => json!({
                 "index": index,
-                "message": {"role": "assistant", "content": c.text, "refusal": null},
+                "message": c.message(),
                 "logprobs": if meta.logprobs { chat_logprobs(&c.logprobs) } else { Value::Null },
-                "finish_reason": finish_json(c.finish),
+                "finish_reason": chat_finish(c.finish, !c.calls.is_empty()),
             }),
             Kind::Completion => json!({
                 "text": c.text,
@@ -192,14 +238,28 @@ pub fn delta_chunk(
     chunk(meta, vec![choice])
 }
 
-/// The last chunk of one choice: empty delta and the finish reason.
-pub fn finish_chunk(meta: &Meta, index: usize, finish: Finish) -> Value {
+/// A chat chunk with an arbitrary `delta` (reasoning, tool calls) and optional logprobs.
+pub fn chat_delta_chunk(meta: &Meta, index: usize, delta: Value, lps: &[TokenLogprob]) -> Value {
+    let logprobs = if meta.logprobs {
+        chat_logprobs(lps)
+    } else {
+        Value::Null
+    };
+    chunk(
+        meta,
+        vec![json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null})],
+    )
+}
+
+/// The last chunk of one choice: empty delta and the finish reason (`called`: the choice
+/// made tool calls).
+pub fn finish_chunk(meta: &Meta, index: usize, finish: Finish, called: bool) -> Value {
     let choice = match meta.kind {
         Kind::Chat => json!({
             "index": index,
             "delta": {},
             "logprobs": null,
-            "finish_reason": finish.as_str(),
+            "finish_reason": chat_finish(Some(finish), called),
         }),
         Kind::Completion => json!({
             "text": "",

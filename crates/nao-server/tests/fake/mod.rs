@@ -6,6 +6,8 @@
 //! - `SLOW`: emit `"x"` every 20 ms forever; when the receiver is gone, set `dropped`.
 //! - `FAIL`: emit `"partial"`, then an `Error` event.
 //! - `BADTEMPLATE` (chat content): `render_chat` fails.
+//! - `REPLY:<key>` on a line of its own: play the script named `key` in [`REPLIES`]
+//!   instead (tool calls, reasoning, malformed calls), split at awkward places.
 //!
 //! `queue_full` makes `submit` refuse with `QueueFull`; a JSON schema using `uniqueItems`
 //! is refused with `BadGrammar`.
@@ -27,6 +29,51 @@ pub const N_VOCAB: usize = 300;
 pub const BOS: u32 = 256;
 pub const SCRIPT: [&str; 3] = ["Hello", " world", "!"];
 
+/// Scripted replies, chosen by a `REPLY:<key>` line in the prompt; pieces split markers
+/// and JSON the way tokens do.
+pub const REPLIES: &[(&str, &[&str])] = &[
+    (
+        "call",
+        &[
+            "<tool_",
+            "call>\n{\"name\": \"get_weather\", \"argu",
+            "ments\": {\"location\": \"Paris\"}}\n</tool_call>",
+        ],
+    ),
+    (
+        "text_then_calls",
+        &[
+            "Checking both.",
+            " <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"location\": \"Paris\"}}\n</tool_call>\n<tool",
+            "_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>",
+        ],
+    ),
+    (
+        "bad_call",
+        &[
+            "<tool_call>\n{\"name\": \"get_weather\", ",
+            "\"arguments\": {\"location\": oops}}\n</tool_call>",
+        ],
+    ),
+    (
+        "think",
+        &[
+            "<think>\nThe user",
+            " wants a greeting.\n</th",
+            "ink>\n\nHello!",
+        ],
+    ),
+];
+
+/// The script for `prompt`: a `REPLY:` one if named, else [`SCRIPT`].
+fn script(prompt: &[u32]) -> &'static [&'static str] {
+    for (key, pieces) in REPLIES {
+        if contains(prompt, &format!("REPLY:{key}\n")) {
+            return pieces;
+        }
+    }
+    &SCRIPT
+}
 #[derive(Default)]
 pub struct Fake {
     pub queue_full: AtomicBool,
@@ -179,15 +226,16 @@ impl EngineHandle for Fake {
             .unwrap();
             tx.send(Event::Error("the model exploded".into())).unwrap();
         } else {
-            let n = req.max_tokens.min(SCRIPT.len());
-            for w in &SCRIPT[..n] {
+            let script = script(&req.prompt);
+            let n = req.max_tokens.min(script.len());
+            for w in &script[..n] {
                 tx.send(Event::Text {
                     text: w.to_string(),
                     logprobs: lps(w),
                 })
                 .unwrap();
             }
-            let finish = if n == SCRIPT.len() {
+            let finish = if n == script.len() {
                 Finish::Stop
             } else {
                 Finish::Length
