@@ -14,7 +14,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Path to a GGUF model file.
+    /// Path to a GGUF model file, or a model name in the store.
     #[arg(short, long)]
     model: PathBuf,
     /// Prompt lengths to test (comma-separated; 0 skips).

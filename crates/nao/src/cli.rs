@@ -34,16 +34,30 @@ enum Cmd {
     Bench(crate::bench::BenchArgs),
     /// Serve the model over the OpenAI HTTP API (loopback by default).
     Serve(crate::serve::ServeArgs),
+    /// Print sentence embeddings as JSON (or measure embeddings/s with --bench).
+    Embed(crate::embed::EmbedArgs),
     /// Print a model file's architecture, size, tensor types and context length.
     Info {
-        /// Path to a GGUF file.
+        /// Path to a GGUF file, or a model name in the store.
         file: PathBuf,
     },
+    /// Fetch a model into the store (NAO_HOME, default ~/.nao): a known name, a URL or a file.
+    Pull(crate::pull::PullArgs),
+    /// List the models in the store.
+    List(crate::store_cmd::ListArgs),
+    /// Remove models from the store.
+    Rm(crate::store_cmd::RmArgs),
+    /// Show a model's architecture, size, quantization, template, license and memory need.
+    Show(crate::store_cmd::ShowArgs),
+    /// List the models a running server has loaded (its /api/ps).
+    Ps(crate::store_cmd::PsArgs),
+    /// Chat with a model in the terminal (history, multi-line input, /commands).
+    Chat(crate::chat::ChatArgs),
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Path to a GGUF model file.
+    /// Path to a GGUF model file, or a model name in the store.
     #[arg(short, long)]
     model: PathBuf,
     /// The prompt.
@@ -82,7 +96,7 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct TokenizeArgs {
-    /// Path to a GGUF model file.
+    /// Path to a GGUF model file, or a model name in the store.
     #[arg(short, long)]
     model: PathBuf,
     /// Parse special-token text (e.g. `<|im_start|>`) into special ids.
@@ -102,17 +116,24 @@ pub fn main() -> Result<()> {
         Cmd::Tokenize(a) => tokenize(a),
         Cmd::Info { file } => info(&file),
         Cmd::Serve(a) => crate::serve::serve(a),
+        Cmd::Embed(a) => crate::embed::embed(a),
         Cmd::Bench(a) => {
             let file = open(a.model_path())?;
             crate::bench::bench(a, file)
         }
+        Cmd::Pull(a) => crate::pull::pull(a),
+        Cmd::List(a) => crate::store_cmd::list(a),
+        Cmd::Rm(a) => crate::store_cmd::rm(a),
+        Cmd::Show(a) => crate::store_cmd::show(a),
+        Cmd::Ps(a) => crate::store_cmd::ps(a),
+        Cmd::Chat(a) => crate::chat::chat(a),
     }
 }
 
+/// Opens a model file, or the store's file for a model name (a path that exists wins).
 pub(crate) fn open(path: &Path) -> Result<Arc<GgufFile>> {
-    if !path.exists() {
-        bail!("model file not found: {}", path.display());
-    }
+    let (path, _) = crate::store_cmd::resolve_model(path)?;
+    let path = path.as_path();
     let f = GgufFile::open(path).with_context(|| format!("cannot load {}", path.display()))?;
     Ok(Arc::new(f))
 }
@@ -158,6 +179,7 @@ fn apply_chat_template(file: &GgufFile, tok: &Tokenizer, prompt: &str) -> Result
 
 fn run(a: RunArgs) -> Result<()> {
     let file = open(&a.model)?;
+    crate::memplan::check(&file, a.ctx, "--ctx")?;
     let model = load_model(Arc::clone(&file))
         .with_context(|| format!("cannot load model {}", a.model.display()))?;
     let tok = load_tokenizer(&file)?;

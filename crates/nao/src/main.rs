@@ -1,8 +1,8 @@
 //! `nao`: the command-line front end.
 //!
 //! Subcommands: `run` (generate from a prompt), `serve` (the OpenAI HTTP API), `tokenize`,
-//! `info`, `bench`. Errors print as one line
-//! and exit with status 1.
+//! `info`, `bench`, `embed` (sentence vectors), `chat` (interactive), and the model store's
+//! `pull`, `list`, `rm`, `show`, `ps`. Errors print as one line and exit with status 1.
 
 /// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
 macro_rules! outln {
@@ -13,8 +13,14 @@ macro_rules! outln {
 }
 
 mod bench;
+mod chat;
 mod cli;
+mod embed;
+mod memplan;
+mod progress;
+mod pull;
 mod serve;
+mod store_cmd;
 
 use std::process::ExitCode;
 

@@ -5,6 +5,8 @@ use anyhow::{bail, Context, Result};
 use nao_engine::api::{
     EngineHandle, EngineStats, ModelInfo, PromptError, Request, RequestHandle, SubmitError,
 };
+use nao_engine::embed::EmbedHandle;
+use nao_engine::embed_worker::EmbedOnlyEngine;
 use nao_engine::engine::{start, EngineClient, EngineConfig};
 use nao_gguf::GgufFile;
 use nao_models::load_model;
@@ -15,7 +17,7 @@ use std::time::UNIX_EPOCH;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Path to a GGUF model file.
+    /// Path to a GGUF model file, or a model name in the store.
     #[arg(short, long)]
     model: PathBuf,
     /// Address to listen on. Anything but loopback exposes the model to the network.
@@ -45,6 +47,21 @@ pub struct ServeArgs {
     /// Threads to compute with (default: available cores).
     #[arg(short, long)]
     threads: Option<usize>,
+    /// `<think>` text in chat replies: `deepseek` moves it to `reasoning_content`, `none`
+    /// leaves it in `content` (llama-server's flag).
+    #[arg(long, value_enum, default_value = "deepseek")]
+    reasoning_format: ReasoningArg,
+    /// Also serve this embedding model directory (config.json, model.safetensors,
+    /// tokenizer.json) on /v1/embeddings and /api/embed. `-m DIR` with such a directory
+    /// serves the embedding model alone.
+    #[arg(long, value_name = "DIR")]
+    embedding_model: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReasoningArg {
+    None,
+    Deepseek,
 }
 
 pub fn serve(a: ServeArgs) -> Result<()> {
@@ -54,32 +71,37 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     if a.parallel == 0 || a.batch_tokens == 0 {
         bail!("--parallel and --batch-tokens must be at least 1");
     }
-    let file = crate::cli::open(&a.model)?;
-    let tok = crate::cli::load_tokenizer(&file)?;
-    let template = crate::cli::chat_template_source(&file)?;
-    let model = load_model(Arc::clone(&file))
-        .with_context(|| format!("cannot load model {}", a.model.display()))?;
-    let id = a.alias.clone().unwrap_or_else(|| {
-        a.model
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into())
-    });
     let n_threads = a.threads.unwrap_or_else(crate::cli::default_threads);
-    let cfg = EngineConfig {
-        model_id: id.clone(),
-        n_ctx: a.ctx,
-        kv_positions: a.ctx,
-        block_size: 16,
-        max_running: a.parallel,
-        token_budget: a.batch_tokens,
-        max_queue: a.max_queue,
-        n_threads,
+    let embed_only = crate::embed::is_model_dir(&a.model);
+    let embed_dir = if embed_only {
+        Some(a.model.as_path())
+    } else {
+        a.embedding_model.as_deref()
     };
-    let (engine, _thread) = start(model, tok, Some(&template), cfg)?;
-    let engine = Arc::new(WithFileFacts::new(engine, &a.model, &file));
+    let alias = a.alias.clone().filter(|_| embed_only);
+    let embedder = match embed_dir {
+        Some(dir) => Some(Arc::new(crate::embed::start_worker(
+            dir,
+            alias,
+            n_threads,
+            a.max_queue,
+        )?)),
+        None => None,
+    };
+    let (engine, id): (Arc<dyn EngineHandle>, String) = match &embedder {
+        Some(e) if embed_only => {
+            let info = e.info();
+            (Arc::new(EmbedOnlyEngine::new(info.clone())), info.id)
+        }
+        _ => load_chat(&a, n_threads)?,
+    };
+    let embedder = embedder.map(|e| e as Arc<dyn EmbedHandle>);
     let server_cfg = nao_server::ServerConfig {
         api_key: a.api_key.clone(),
+        reasoning_format: match a.reasoning_format {
+            ReasoningArg::None => nao_server::ReasoningFormat::None,
+            ReasoningArg::Deepseek => nao_server::ReasoningFormat::DeepSeek,
+        },
         ..nao_server::ServerConfig::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -101,12 +123,52 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         if a.api_key.is_none() && !local.ip().is_loopback() {
             eprintln!("nao: warning: listening beyond loopback without --api-key");
         }
-        nao_server::serve(listener, engine, server_cfg, nao_server::shutdown_signal())
-            .await
-            .context("server failed")?;
+        nao_server::serve_with_embedder(
+            listener,
+            engine,
+            embedder,
+            server_cfg,
+            nao_server::shutdown_signal(),
+        )
+        .await
+        .context("server failed")?;
         eprintln!("nao: shut down");
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// Loads the chat model named by `-m` and starts its engine thread; returns the engine and
+/// the id clients use.
+fn load_chat(a: &ServeArgs, n_threads: usize) -> Result<(Arc<dyn EngineHandle>, String)> {
+    let (path, store_name) = crate::store_cmd::resolve_model(&a.model)?;
+    let file = crate::cli::open(&path)?;
+    crate::memplan::check(&file, Some(a.ctx), "--ctx")?;
+    let tok = crate::cli::load_tokenizer(&file)?;
+    let template = crate::cli::chat_template_source(&file)?;
+    let model = load_model(Arc::clone(&file))
+        .with_context(|| format!("cannot load model {}", a.model.display()))?;
+    let id = a
+        .alias
+        .clone()
+        .or(store_name.map(|n| n.to_string()))
+        .unwrap_or_else(|| {
+            a.model
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into())
+        });
+    let cfg = EngineConfig {
+        model_id: id.clone(),
+        n_ctx: a.ctx,
+        kv_positions: a.ctx,
+        block_size: 16,
+        max_running: a.parallel,
+        token_budget: a.batch_tokens,
+        max_queue: a.max_queue,
+        n_threads,
+    };
+    let (engine, _thread) = start(model, tok, Some(&template), cfg)?;
+    Ok((Arc::new(WithFileFacts::new(engine, &path, &file)), id))
 }
 
 /// The engine with the facts about the model file that only this side knows (the engine
@@ -162,7 +224,7 @@ impl EngineHandle for WithFileFacts {
 
 /// The file's quantization as llama.cpp names it: from `general.file_type` (llama.cpp's
 /// `llama_ftype` numbering), else the type of the largest tensor.
-fn quantization_name(file: &GgufFile) -> String {
+pub(crate) fn quantization_name(file: &GgufFile) -> String {
     let by_ftype = match file.get_u32("general.file_type").ok().flatten() {
         Some(0) => "F32",
         Some(1) => "F16",
