@@ -15,8 +15,8 @@
 //!   (in `[-128, 124]`, i8); the `−32` offset is folded in, so no `bsums` term remains.
 
 use super::Tile1K;
-use crate::blocks::{BlockQ4K, BlockQ6K, BlockQ8K, QK_K};
-use crate::dot::scalar::{fp16_to_fp32, k4_scales_mins};
+use crate::blocks::{BlockQ4K, BlockQ6K, BlockQ8K};
+use crate::dot::scalar::{fp16_to_fp32, k4_scales_mins, q6k_unpack};
 use std::ops::Range;
 
 /// Rows (weights) and columns (tokens) per tile.
@@ -226,7 +226,7 @@ fn pack_q4k_row(xb: &BlockQ4K, sc: &[u8; 8], r: usize, planes: &mut [Tile1K]) {
 
 /// Scalar twin of `pack_simd::pack_q6k_row`: row `r` of the three planes.
 fn pack_q6k_row(xb: &BlockQ6K, digits: &[[i8; 3]; 16], r: usize, planes: &mut [Tile1K]) {
-    let w = q6k_signed(xb);
+    let w = q6k_unpack(xb);
     for j in 0..4 {
         for p in 0..3 {
             let dst = &mut planes[p * 4 + j].0[r * 64..r * 64 + 64];
@@ -248,23 +248,6 @@ const Q6K_DIGITS: [[i8; 3]; 256] = {
     }
     t
 };
-
-/// A Q6_K super-block's quants as `q − 32`, in natural order.
-fn q6k_signed(xb: &BlockQ6K) -> [i8; QK_K] {
-    let mut a = [0i8; QK_K];
-    for (n, chunk) in a.chunks_exact_mut(128).enumerate() {
-        let ql = &xb.ql[n * 64..n * 64 + 64];
-        let qh = &xb.qh[n * 32..n * 32 + 32];
-        for l in 0..32 {
-            let h = qh[l];
-            chunk[l] = ((ql[l] & 0xF) | ((h & 3) << 4)) as i8 - 32;
-            chunk[l + 32] = ((ql[l + 32] & 0xF) | (((h >> 2) & 3) << 4)) as i8 - 32;
-            chunk[l + 64] = ((ql[l] >> 4) | (((h >> 4) & 3) << 4)) as i8 - 32;
-            chunk[l + 96] = ((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4)) as i8 - 32;
-        }
-    }
-    a
-}
 
 /// `s = d0 + 8·d1 + 64·d2` with every digit in `[-3, 4]` (digits are a full residue system
 /// mod 8, so the split exists and is unique for all of `[-128, 127]`).

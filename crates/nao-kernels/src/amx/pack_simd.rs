@@ -98,38 +98,8 @@ pub(super) unsafe fn pack_q6k_row(
     r: usize,
     planes: &mut [Tile1K],
 ) {
-    let m4 = _mm512_set1_epi8(0xF);
-    let m30 = _mm512_set1_epi8(0x30);
-    // Natural-order 6-bit quants, 64 per register (as in the AVX-512 dot kernel).
-    let mut q6 = [_mm512_setzero_si512(); 4];
-    for (n, q) in q6.chunks_exact_mut(2).enumerate() {
-        let (Ok(ql), Ok(qh)) = (
-            <&[u8; 64]>::try_from(&xb.ql[64 * n..64 * n + 64]),
-            <&[u8; 32]>::try_from(&xb.qh[32 * n..32 * n + 32]),
-        ) else {
-            continue; // unreachable: fixed sizes
-        };
-        // SAFETY: fixed-size arrays of exactly the loaded widths.
-        let (l, h) = unsafe {
-            (
-                load_64(ql),
-                _mm512_broadcast_i64x4(_mm256_loadu_si256(qh.as_ptr().cast())),
-            )
-        };
-        let hs = _mm512_mask_srli_epi16::<2>(h, 0xFFFF_0000, h);
-        let lo = _mm512_or_si512(
-            _mm512_and_si512(l, m4),
-            _mm512_and_si512(_mm512_slli_epi16::<4>(hs), m30),
-        );
-        let hi = _mm512_or_si512(
-            _mm512_and_si512(_mm512_srli_epi16::<4>(l), m4),
-            _mm512_and_si512(hs, m30),
-        );
-        if let [a, b] = q {
-            *a = lo;
-            *b = hi;
-        }
-    }
+    // SAFETY: the caller's features (AVX-512 F/BW) are the unpacker's.
+    let q6 = unsafe { crate::dot::q6k_quants(xb) };
     for (j, q) in q6.iter().enumerate() {
         for p in 0..3 {
             let table = |g: usize| {

@@ -296,6 +296,40 @@ pub(super) unsafe fn dot_q4_k_q8_k_multi<const N: usize>(
     out
 }
 
+/// A Q6_K super-block's unsigned 6-bit quants in natural order, 64 per register (quarter
+/// 2n: quants 128n..128n+64; quarter 2n+1: quants 128n+64..128n+128). Also the AMX
+/// weight packer's first step.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn q6k_quants(xb: &BlockQ6K) -> [__m512i; 4] {
+    let m4 = _mm512_set1_epi8(0xF);
+    let m30 = _mm512_set1_epi8(0x30);
+    let mut q6 = [_mm512_setzero_si512(); 4];
+    for ((q, ql), qh) in q6
+        .chunks_exact_mut(2)
+        .zip(arrays::<_, 64>(&xb.ql))
+        .zip(arrays::<_, 32>(&xb.qh))
+    {
+        let l = load_512(ql);
+        let h = _mm512_broadcast_i64x4(load_256(qh));
+        // Low 256 bits: qh; high 256 bits: qh >> 2 (bits 0-1 and 4-5 of each byte are used).
+        let hs = _mm512_mask_srli_epi16::<2>(h, 0xFFFF_0000, h);
+        let lo = _mm512_or_si512(
+            _mm512_and_si512(l, m4),
+            _mm512_and_si512(_mm512_slli_epi16::<4>(hs), m30),
+        );
+        let hi = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi16::<4>(l), m4),
+            _mm512_and_si512(hs, m30),
+        );
+        if let [a, b] = q {
+            *a = lo;
+            *b = hi;
+        }
+    }
+    q6
+}
+
 /// `N` columns of the Q6_K × Q8_K dot product (twin of
 /// [`super::scalar::vec_dot_q6_k_q8_k`]) on unsigned q ∈ [0, 64), subtracting
 /// `32 · Σ_g scale_g · bsum_g` once per super-block. As for Q4_K, per column the operations
@@ -305,8 +339,6 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
     x: &[BlockQ6K],
     ys: [&[BlockQ8K]; N],
 ) -> [f32; N] {
-    let m4 = _mm512_set1_epi8(0xF);
-    let m30 = _mm512_set1_epi8(0x30);
     // Word index → scale index for the four 64-quant quarters: group 4k + (word / 8).
     let idx: [__m512i; 4] = std::array::from_fn(|k| {
         let base = 4 * k as i16;
@@ -328,30 +360,7 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
         let sc512 = _mm512_castsi256_si512(sc16);
         let sc: [__m512i; 4] = std::array::from_fn(|k| _mm512_permutexvar_epi16(idx[k], sc512));
 
-        // Quarter 2n: quants 128n..128n+64; quarter 2n+1: quants 128n+64..128n+128.
-        let mut q6 = [_mm512_setzero_si512(); 4];
-        for ((q, ql), qh) in q6
-            .chunks_exact_mut(2)
-            .zip(arrays::<_, 64>(&xb.ql))
-            .zip(arrays::<_, 32>(&xb.qh))
-        {
-            let l = load_512(ql);
-            let h = _mm512_broadcast_i64x4(load_256(qh));
-            // Low 256 bits: qh; high 256 bits: qh >> 2 (bits 0-1 and 4-5 of each byte are used).
-            let hs = _mm512_mask_srli_epi16::<2>(h, 0xFFFF_0000, h);
-            let lo = _mm512_or_si512(
-                _mm512_and_si512(l, m4),
-                _mm512_and_si512(_mm512_slli_epi16::<4>(hs), m30),
-            );
-            let hi = _mm512_or_si512(
-                _mm512_and_si512(_mm512_srli_epi16::<4>(l), m4),
-                _mm512_and_si512(hs, m30),
-            );
-            if let [a, b] = q {
-                *a = lo;
-                *b = hi;
-            }
-        }
+        let q6 = q6k_quants(xb);
 
         let k = pend.n % 4;
         for (c, yb) in ybs.iter().enumerate() {

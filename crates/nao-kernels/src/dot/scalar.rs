@@ -414,9 +414,9 @@ pub fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     sumf
 }
 
-/// Unpacks one Q6_K super-block to signed quants `q − 32`.
+/// Unpacks one Q6_K super-block to signed quants `q − 32`, in natural order.
 #[inline]
-fn q6k_unpack(xb: &BlockQ6K) -> [i8; 256] {
+pub(crate) fn q6k_unpack(xb: &BlockQ6K) -> [i8; 256] {
     let mut a = [0i8; 256];
     for (n, chunk) in a.chunks_exact_mut(128).enumerate() {
         let ql = &xb.ql[n * 64..n * 64 + 64];
