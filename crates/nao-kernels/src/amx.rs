@@ -48,7 +48,7 @@ fn detect() -> bool {
     let id = std::arch::x86_64::__cpuid_count(7, 0);
     let tile = (id.edx >> 24) & 1 == 1;
     let int8 = (id.edx >> 25) & 1 == 1;
-    if !(tile && int8) {
+    if !(tile && int8 && os_enabled_tiles()) {
         return false;
     }
     // SAFETY: this arch_prctl request only asks the kernel to enable the AMX state for this
@@ -61,6 +61,19 @@ fn detect() -> bool {
         )
     };
     r == 0
+}
+
+/// Whether the OS has the tile state enabled in XCR0 (bits 17 and 18): some VMs list AMX in
+/// CPUID without it, and the tile instructions would fault there.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn os_enabled_tiles() -> bool {
+    if !std::arch::is_x86_feature_detected!("xsave") {
+        return false;
+    }
+    // SAFETY: XSAVE (and so XGETBV) support was detected just above; reading XCR0 has no
+    // side effects.
+    let xcr0 = unsafe { std::arch::x86_64::_xgetbv(0) };
+    xcr0 & (0b11 << 17) == (0b11 << 17)
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
