@@ -11,7 +11,7 @@
 //! [`scalar`] with the same algorithm.
 //! Kernels with AVX2 paths: Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F32, F16, BF16.
 //! Kernels with AVX-512 VNNI paths: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K.
-//! Batches of Q4_K / Q6_K rows go through the AMX tile GEMM where the CPU has it
+//! Batches of Q4_K rows go through the AMX tile GEMM where the CPU has it
 //! ([`crate::amx`]), bit-identical to the AVX-512 kernels here.
 //! Scalar only: Q4_1, Q5_1, Q2_K, Q3_K.
 

@@ -1,7 +1,7 @@
 //! Weight × activation products: `y[t][r] = dot(W[r], x[t])` for a weight matrix of any
 //! supported type. Activations are quantized once per call to the 8-bit format the weight's
 //! kernel expects (as ggml does), then rows are split across the thread pool; each weight
-//! row is read once for all tokens of the batch. Batches of Q4_K / Q6_K tokens take the AMX
+//! row is read once for all tokens of the batch. Batches of Q4_K tokens take the AMX
 //! tile GEMM ([`crate::amx`]) where the CPU has it, with the same results bit for bit.
 
 use crate::blocks::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};

@@ -35,9 +35,14 @@ thread_local! {
 /// on AMX parts), leaving room for the weight panel and accumulators.
 const ACT_PASS_BYTES: usize = 768 << 10;
 
-/// Whether [`matmul`] handles weights of type `w`.
+/// Whether [`matmul`] is used for weights of type `w`.
+///
+/// Only Q4_K. Q6_K has a tile kernel too ([`q6k_tile`], covered by the tests when enabled
+/// here), but its bit-for-bit decode twin needs one scalar fold per super-block in the
+/// AVX-512 Q6_K dot kernel, which cost about 13% of Qwen2.5-1.5B decode (Q6_K is a third of
+/// its weight bytes). Q6_K stays on the VNNI kernels until a cheaper twin exists.
 pub(crate) fn supports(w: DType) -> bool {
-    matches!(w, DType::Q4K | DType::Q6K)
+    matches!(w, DType::Q4K)
 }
 
 /// `y[t][r] = dot(W[r], acts[t])` for all `n_tok` tokens (`y` is `[n_tok, w.rows]`).

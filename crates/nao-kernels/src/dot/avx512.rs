@@ -4,10 +4,11 @@
 //! - Q4_K / Q6_K × Q8_K work on 64 quants per 512-bit register: `maddubs` (u8 × s8 → pairwise
 //!   i16, which cannot saturate: |q| ≤ 63 and |q8| ≤ 128), then VNNI `dpwssd` folds the
 //!   sub-block scale into the i16 → i32 widening and the accumulation in one instruction.
-//!   Per super-block the exact integer totals (and, for Q4_K, the mins term) are reduced to
-//!   scalars and folded in with one scalar FMA each, in super-block order: the AMX prefill
-//!   GEMM ([`crate::amx`]) reproduces exactly that order, so a token's result does not
-//!   depend on which path computed it.
+//!   For Q4_K, per super-block the exact integer totals (and the mins term) are reduced to
+//!   scalars (four super-blocks at a time) and folded in with one scalar FMA each, in
+//!   super-block order: the AMX prefill GEMM ([`crate::amx`]) reproduces exactly that
+//!   order, so a token's result does not depend on which path computed it. Q6_K keeps
+//!   16-lane float accumulators (it does not go through AMX; see `amx::gemm::supports`).
 //! - The single-row kernels are the multi-column kernels with one column, so a column's result
 //!   does not depend on how many other columns share the call (batch invariance).
 //! - Q8_0 / Q4_0 / Q5_0 × Q8_0 use 256-bit VNNI `dpbusd` on (|x|, sign(y, x)), which replaces
@@ -350,9 +351,7 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
             )),
         )
     });
-    let mut acc = [0.0f32; N];
-    let mut unused = [0.0f32; N];
-    let mut pend = Pending::<N>::new();
+    let mut acc = [_mm512_setzero_ps(); N];
     for (i, xb) in x.iter().enumerate() {
         let Some(ybs) = blocks_at(&ys, i) else { break };
         let xd = fp16_to_fp32(xb.d);
@@ -362,8 +361,7 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
 
         let q6 = q6k_quants(xb);
 
-        let k = pend.n % 4;
-        for (c, yb) in ybs.iter().enumerate() {
+        for (a, yb) in acc.iter_mut().zip(&ybs) {
             let mut sumi = _mm512_setzero_si512();
             for ((q, s), q8) in q6.iter().zip(&sc).zip(arrays::<_, 64>(&yb.qs)) {
                 let p = _mm512_maddubs_epi16(*q, load_512(q8));
@@ -371,16 +369,15 @@ pub(super) unsafe fn dot_q6_k_q8_k_multi<const N: usize>(
             }
             // 32 · Σ_g scale_g · bsum_g, as 8 i32 lanes.
             let offs = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc16, load_256(&yb.bsums)));
-            pend.sumi[c][k] = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(offs));
-            pend.d[c][k] = yb.d * xd;
-        }
-        pend.n = k + 1;
-        if pend.n == 4 {
-            pend.flush(&mut acc, &mut unused, false);
+            sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(offs));
+            *a = _mm512_fmadd_ps(_mm512_set1_ps(yb.d * xd), _mm512_cvtepi32_ps(sumi), *a);
         }
     }
-    pend.flush(&mut acc, &mut unused, false);
-    acc
+    let mut out = [0.0f32; N];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = _mm512_reduce_add_ps(*a);
+    }
+    out
 }
 
 // --------------------------------------------------------- 32-block kernels
