@@ -1,6 +1,6 @@
 //! Intel AMX (Advanced Matrix Extensions) for the prefill GEMM of K-quant weights.
 //!
-//! An AMX tile multiply (`tdpbusd`/`tdpbssd`) computes a 16 × 16 block of int32 dot products
+//! An AMX tile multiply (`tdpbusd`) computes a 16 × 16 block of int32 dot products
 //! over 64 bytes each — 16 384 multiply-adds — in one instruction, about 16× what an
 //! AVX-512 VNNI core does per cycle. Prefill (many tokens against the same weights) is
 //! compute-bound, so on CPUs that have it (Sapphire Rapids and later) this is where prompt
@@ -13,8 +13,8 @@
 //! are invisible to the compiler, which is sound because nothing else in the process uses
 //! them and every sequence runs inside one [`Tiles`] scope on one thread.
 //!
-//! [`gemm`] packs weights and activations into tiles and runs the products; [`pack`] has
-//! the packing (with AVX-512 twins in `pack_simd`).
+//! [`gemm`] packs Q4_K weights and activations into tiles and runs the products; [`pack`]
+//! has the packing (with AVX-512 twins in `pack_simd`).
 
 pub(crate) mod gemm;
 pub(crate) mod pack;
@@ -25,8 +25,7 @@ use std::sync::OnceLock;
 
 /// Whether the AMX GEMM is used in this process: the CPU has AMX-TILE and AMX-INT8, the
 /// kernel granted this process the tile-data state, the AVX-512 kernels are in use (the
-/// GEMM's epilogue and its bit-for-bit twin are AVX-512; packing also needs VBMI), and
-/// `NAO_AMX=0` is not set.
+/// GEMM's epilogue, packers and bit-for-bit twin are AVX-512), and `NAO_AMX=0` is not set.
 pub fn enabled() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(detect)
@@ -38,10 +37,7 @@ fn detect() -> bool {
     const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
     /// The AMX tile-data state component.
     const XFEATURE_XTILEDATA: libc::c_long = 18;
-    if std::env::var("NAO_AMX").is_ok_and(|v| v == "0")
-        || !crate::dot::avx512_enabled()
-        || !std::arch::is_x86_feature_detected!("avx512vbmi")
-    {
+    if std::env::var("NAO_AMX").is_ok_and(|v| v == "0") || !crate::dot::avx512_enabled() {
         return false;
     }
     // CPUID leaf 7 exists on every x86-64 CPU that has AVX-512 (checked above).
@@ -206,16 +202,11 @@ impl Tiles {
         dpbusd_1_4_6 => "tdpbusd tmm1, tmm4, tmm6";
         dpbusd_2_3_7 => "tdpbusd tmm2, tmm3, tmm7";
         dpbusd_5_4_7 => "tdpbusd tmm5, tmm4, tmm7";
-        // Q6_K: C0..C2 (0–2) += A0..A2 (3–5) · B (6): s8 weights × s8 acts.
-        dpbssd_0_3_6 => "tdpbssd tmm0, tmm3, tmm6";
-        dpbssd_1_4_6 => "tdpbssd tmm1, tmm4, tmm6";
-        dpbssd_2_5_6 => "tdpbssd tmm2, tmm5, tmm6";
     }
 
     load_op! {
         load3 => "3";
         load4 => "4";
-        load5 => "5";
         load6 => "6";
         load7 => "7";
     }

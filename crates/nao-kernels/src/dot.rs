@@ -27,8 +27,6 @@ use std::sync::OnceLock;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-#[cfg(target_arch = "x86_64")]
-pub(crate) use avx512::q6k_quants;
 pub mod scalar;
 
 /// Activation format a weight type's dot product consumes.

@@ -1,11 +1,12 @@
-//! The AMX GEMM for Q4_K and Q6_K weights against Q8_K activations (prefill).
+//! The AMX GEMM for Q4_K weights against Q8_K activations (prefill).
 //!
-//! Work unit: 16 weight rows × 16 tokens (× 32 for Q4_K). For each super-block the scale planes (see
+//! Work unit: 16 weight rows × 32 tokens (16 for small batches). For each super-block the two
+//! scale planes (see
 //! [`super::pack`]) accumulate their 256-quant products in tiles; the tiles are stored and
 //! an AVX-512 epilogue recombines the planes into each pair's exact integer super-block sum,
 //! then folds it in with the same float operations, in the same order, as the AVX-512 dot
-//! kernels (`dot/avx512.rs`): `acc = fma(d_act · d_w, sumi, acc)` per super-block (and the
-//! Q4_K mins term likewise into a second accumulator, added at the end). So every output is
+//! Q4_K kernel (`dot/avx512.rs`): `acc = fma(d_act · d_w, sumi, acc)` per super-block (and
+//! the mins term likewise into a second accumulator, added at the end). So every output is
 //! bit-identical to the single-token kernel, and a token's logits do not depend on how many
 //! other tokens shared its batch.
 //!
@@ -16,7 +17,7 @@
 
 use super::pack::{PackedActs, PackedWeights, TILE};
 use super::{CTile, Tiles};
-use crate::blocks::{BlockQ4K, BlockQ6K, BlockQ8K};
+use crate::blocks::{BlockQ4K, BlockQ8K};
 use crate::dot::weights;
 use crate::matmul::WeightView;
 use crate::pool::{SharedMut, ThreadPool};
@@ -37,10 +38,10 @@ const ACT_PASS_BYTES: usize = 768 << 10;
 
 /// Whether [`matmul`] is used for weights of type `w`.
 ///
-/// Only Q4_K. Q6_K has a tile kernel too ([`q6k_tile`], covered by the tests when enabled
-/// here), but its bit-for-bit decode twin needs one scalar fold per super-block in the
-/// AVX-512 Q6_K dot kernel, which cost about 13% of Qwen2.5-1.5B decode (Q6_K is a third of
-/// its weight bytes). Q6_K stays on the VNNI kernels until a cheaper twin exists.
+/// Only Q4_K. A Q6_K tile kernel (three scale-digit planes) was built and removed: its
+/// bit-for-bit decode twin needs one scalar fold per super-block in the AVX-512 Q6_K dot
+/// kernel, which cost about 13% of Qwen2.5-1.5B decode (Q6_K is a third of its weight
+/// bytes). Q6_K stays on the VNNI kernels until a cheaper twin exists.
 pub(crate) fn supports(w: DType) -> bool {
     matches!(w, DType::Q4K)
 }
@@ -81,11 +82,7 @@ pub(crate) fn matmul(
     // every row block of the thread streams past them.
     let kc = (ACT_PASS_BYTES / (n_tiles * 4 * 1024).max(1)).clamp(1, n_sb.max(1));
     let multi_pass = kc < n_sb;
-    let step = if w.dtype == DType::Q4K && n_tiles >= 2 {
-        2
-    } else {
-        1
-    };
+    let step = if n_tiles >= 2 { 2 } else { 1 };
     pool.for_ranges(rows.div_ceil(TILE), &|range| {
         let Some(tiles) = Tiles::configure() else {
             return fail(KernelError::Unsupported(w.dtype));
@@ -102,37 +99,26 @@ pub(crate) fn matmul(
                     let r0 = rb * TILE;
                     let nr = TILE.min(rows - r0);
                     let bytes = &w.data[r0 * row_bytes..(r0 + nr) * row_bytes];
-                    let res = match w.dtype {
-                        DType::Q4K => weight_rows::<BlockQ4K>(w.dtype, bytes, row_bytes)
-                            .map(|rs| pw.pack_q4k(&rs, sbs.clone())),
-                        DType::Q6K => weight_rows::<BlockQ6K>(w.dtype, bytes, row_bytes)
-                            .map(|rs| pw.pack_q6k(&rs, sbs.clone())),
-                        other => Err(KernelError::Unsupported(other)),
-                    };
-                    if let Err(e) = res {
-                        return fail(e);
+                    match weight_rows::<BlockQ4K>(w.dtype, bytes, row_bytes) {
+                        Ok(rs) => pw.pack_q4k(&rs, sbs.clone()),
+                        Err(e) => return fail(e),
                     }
                     let base = if multi_pass { li * n_tiles * 2 } else { 0 };
                     for tile in (0..n_tiles).step_by(step) {
                         let state = &mut st[base + tile * 2..base + (tile + step) * 2];
-                        if w.dtype == DType::Q4K {
-                            q4k_tiles(&tiles, pw, packed, tile, sbs.clone(), state);
-                        } else {
-                            q6k_tile(&tiles, pw, packed, tile, sbs.clone(), state);
-                        }
+                        q4k_tiles(&tiles, pw, packed, tile, sbs.clone(), state);
                         if sbs.end < n_sb {
                             continue;
                         }
                         for (i, pair) in state.chunks_exact(2).enumerate() {
                             let t0 = (tile + i) * TILE;
                             let nt = TILE.min(n_tok.saturating_sub(t0));
-                            let q4k = w.dtype == DType::Q4K;
                             for t in 0..nt {
                                 let at = (t0 + t) * rows + r0;
                                 // SAFETY: outputs `at..at + nr` of token `t0 + t` belong to
                                 // this row block, which only this thread handles; `y`
                                 // outlives the pool job. AMX implies AVX-512 F.
-                                unsafe { write_column(pair, q4k, t, out.slice_mut(at..at + nr)) };
+                                unsafe { write_column(pair, t, out.slice_mut(at..at + nr)) };
                             }
                         }
                     }
@@ -271,49 +257,10 @@ fn q4k_tiles(
     }
 }
 
-/// Q6_K for 16 rows × the 16 tokens of tile `tile`, over super-blocks `sbs`: `state[0]`
-/// is the accumulator (`[row][token]`), zeroed first when `sbs` starts the row.
-#[inline(never)]
-fn q6k_tile(
-    tiles: &Tiles,
-    pw: &PackedWeights,
-    pa: &PackedActs,
-    tile: usize,
-    sbs: std::ops::Range<usize>,
-    state: &mut [[[f32; TILE]; TILE]],
-) {
-    let Some(acc) = state.first_mut() else { return };
-    if sbs.start == 0 {
-        *acc = [[0.0; TILE]; TILE];
-    }
-    let mut c = [CTile::ZERO; 3];
-    for (k, sb) in sbs.enumerate() {
-        let u = tile * pa.n_sb + sb;
-        tiles.zero0();
-        tiles.zero1();
-        tiles.zero2();
-        for j in 0..4 {
-            tiles.load6(&pa.tiles[u * 4 + j]);
-            tiles.load3(&pw.tiles[k * 12 + j]);
-            tiles.load4(&pw.tiles[k * 12 + 4 + j]);
-            tiles.load5(&pw.tiles[k * 12 + 8 + j]);
-            tiles.dpbssd_0_3_6();
-            tiles.dpbssd_1_4_6();
-            tiles.dpbssd_2_5_6();
-        }
-        let [c0, c1, c2] = &mut c;
-        tiles.store0(c0);
-        tiles.store1(c1);
-        tiles.store2(c2);
-        // SAFETY: as in `q4k_tiles`, AMX implies the AVX-512 features of the epilogue.
-        unsafe { epilogue_q6k(&c, &pw.d[k], &pa.d[u], acc) };
-    }
-}
-
-/// Writes token column `t` of a tile's accumulators (`[row][token]`; for Q4_K the sum of
-/// the two) into `dst` (that token's outputs for the tile's rows, at most 16).
+/// Writes token column `t` of a tile's accumulators (`[row][token]`, the sum of `acc` and
+/// `accm`) into `dst` (that token's outputs for the tile's rows, at most 16).
 #[target_feature(enable = "avx512f")]
-unsafe fn write_column(pair: &[[[f32; TILE]; TILE]], q4k: bool, t: usize, dst: &mut [f32]) {
+unsafe fn write_column(pair: &[[[f32; TILE]; TILE]], t: usize, dst: &mut [f32]) {
     let idx = _mm512_add_epi32(
         _mm512_mullo_epi32(
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -329,10 +276,8 @@ unsafe fn write_column(pair: &[[[f32; TILE]; TILE]], q4k: bool, t: usize, dst: &
         Some(a) => gather(a),
         None => return,
     };
-    if q4k {
-        if let Some(m) = pair.get(1) {
-            v = _mm512_add_ps(v, gather(m));
-        }
+    if let Some(m) = pair.get(1) {
+        v = _mm512_add_ps(v, gather(m));
     }
     let n = dst.len().min(TILE);
     let mask: __mmask16 = if n == TILE { 0xFFFF } else { (1u16 << n) - 1 };
@@ -403,29 +348,5 @@ unsafe fn epilogue_q4k(
         let dm = _mm512_mul_ps(nda, _mm512_set1_ps(dmin[r]));
         let m = _mm512_fmadd_ps(dm, _mm512_cvtepi32_ps(summ), load_f(&accm[r]));
         store_f(&mut accm[r], m);
-    }
-}
-
-/// Folds one super-block's Q6_K planes into the accumulator: `sumi = c0 + 8·c1 + 64·c2`,
-/// `acc = fma(d_t · d_r, sumi, acc)`.
-#[target_feature(enable = "avx512f,avx512bw,fma")]
-unsafe fn epilogue_q6k(
-    c: &[CTile; 3],
-    dw: &[f32; TILE],
-    da: &[f32; TILE],
-    acc: &mut [[f32; TILE]; TILE],
-) {
-    let da = load_f(da);
-    for r in 0..TILE {
-        let c0 = load_i(row_i32(&c[0], r));
-        let c1 = load_i(row_i32(&c[1], r));
-        let c2 = load_i(row_i32(&c[2], r));
-        let sumi = _mm512_add_epi32(
-            c0,
-            _mm512_add_epi32(_mm512_slli_epi32::<3>(c1), _mm512_slli_epi32::<6>(c2)),
-        );
-        let d = _mm512_mul_ps(da, _mm512_set1_ps(dw[r]));
-        let a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), load_f(&acc[r]));
-        store_f(&mut acc[r], a);
     }
 }

@@ -5,18 +5,16 @@
 //! Weights are the `A` side, 16 rows at a time, so their bytes stay in row order; activations
 //! are the `B` side, 16 tokens at a time, transposed once per matmul.
 //!
-//! K-quant weights carry a small scale per 32 (Q4_K) or 16 (Q6_K) quants, which an integer
-//! tile product cannot apply per group. Each scale is split into digits small enough that
-//! `quant × digit` still fits a byte, one tile "plane" per digit, so that
-//! `Σ_g scale_g · dot_g = Σ_p base^p · (plane_p · acts)` exactly, and the whole super-block
-//! of 256 quants accumulates in the tile without leaving it:
-//! - Q4_K: `scale = lo + 16·hi` (lo < 16, hi < 4), planes `q·lo` and `q·hi` (≤ 225, u8).
-//! - Q6_K: `scale = d0 + 8·d1 + 64·d2` with digits in `[-3, 4]`, planes `(q − 32)·d`
-//!   (in `[-128, 124]`, i8); the `−32` offset is folded in, so no `bsums` term remains.
+//! Q4_K weights carry a 6-bit scale per 32 quants, which an integer tile product cannot
+//! apply per group. Each scale is split into digits small enough that `quant × digit` still
+//! fits a byte, `scale = lo + 16·hi` (lo < 16, hi < 4), one tile "plane" per digit (`q·lo`
+//! and `q·hi`, ≤ 225, u8), so that `Σ_g scale_g · dot_g = plane_lo · acts + 16 · plane_hi ·
+//! acts` exactly, and the whole super-block of 256 quants accumulates in the tile without
+//! leaving it.
 
 use super::Tile1K;
-use crate::blocks::{BlockQ4K, BlockQ6K, BlockQ8K};
-use crate::dot::scalar::{fp16_to_fp32, k4_scales_mins, q6k_unpack};
+use crate::blocks::{BlockQ4K, BlockQ8K};
+use crate::dot::scalar::{fp16_to_fp32, k4_scales_mins};
 use std::ops::Range;
 
 /// Rows (weights) and columns (tokens) per tile.
@@ -163,42 +161,10 @@ impl PackedWeights {
                 let planes = &mut self.tiles[sb * 8..sb * 8 + 8];
                 if simd {
                     // SAFETY: `simd` is only true when `amx::enabled()`, which requires
-                    // AVX-512 F/BW (and VBMI), the packer's whole contract.
+                    // AVX-512 F/BW, the packer's whole contract.
                     unsafe { super::pack_simd::pack_q4k_row(xb, &sc, r, planes) };
                 } else {
                     pack_q4k_row(xb, &sc, r, planes);
-                }
-            }
-        }
-    }
-
-    /// Packs super-blocks `sbs` of up to 16 Q6_K rows into three planes.
-    pub(crate) fn pack_q6k(&mut self, rows: &[&[BlockQ6K]], sbs: Range<usize>) {
-        self.pack_q6k_with(rows, sbs, super::enabled());
-    }
-
-    /// [`PackedWeights::pack_q6k`] through the scalar twin only.
-    #[cfg(test)]
-    pub(crate) fn pack_q6k_scalar(&mut self, rows: &[&[BlockQ6K]], sbs: Range<usize>) {
-        self.pack_q6k_with(rows, sbs, false);
-    }
-
-    fn pack_q6k_with(&mut self, rows: &[&[BlockQ6K]], sbs: Range<usize>, simd: bool) {
-        let rows = &rows[..rows.len().min(TILE)];
-        self.reset(sbs.len(), 3, rows.len());
-        for (r, row) in rows.iter().enumerate() {
-            let Some(blocks) = row.get(sbs.clone()) else {
-                continue;
-            };
-            for (sb, xb) in blocks.iter().enumerate() {
-                self.d[sb][r] = fp16_to_fp32(xb.d);
-                let digits = xb.scales.map(|s| Q6K_DIGITS[usize::from(s as u8)]);
-                let planes = &mut self.tiles[sb * 12..sb * 12 + 12];
-                if simd {
-                    // SAFETY: as in `pack_q4k_with`.
-                    unsafe { super::pack_simd::pack_q6k_row(xb, &digits, r, planes) };
-                } else {
-                    pack_q6k_row(xb, &digits, r, planes);
                 }
             }
         }
@@ -224,67 +190,9 @@ fn pack_q4k_row(xb: &BlockQ4K, sc: &[u8; 8], r: usize, planes: &mut [Tile1K]) {
     }
 }
 
-/// Scalar twin of `pack_simd::pack_q6k_row`: row `r` of the three planes.
-fn pack_q6k_row(xb: &BlockQ6K, digits: &[[i8; 3]; 16], r: usize, planes: &mut [Tile1K]) {
-    let w = q6k_unpack(xb);
-    for j in 0..4 {
-        for p in 0..3 {
-            let dst = &mut planes[p * 4 + j].0[r * 64..r * 64 + 64];
-            for (i, o) in dst.iter_mut().enumerate() {
-                let k = 64 * j + i;
-                *o = w[k].wrapping_mul(digits[k / 16][p]) as u8;
-            }
-        }
-    }
-}
-
-/// [`q6k_digits`] of every scale, indexed by the scale's byte.
-const Q6K_DIGITS: [[i8; 3]; 256] = {
-    let mut t = [[0i8; 3]; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = q6k_digits(i as u8 as i8);
-        i += 1;
-    }
-    t
-};
-
-/// `s = d0 + 8·d1 + 64·d2` with every digit in `[-3, 4]` (digits are a full residue system
-/// mod 8, so the split exists and is unique for all of `[-128, 127]`).
-pub(crate) const fn q6k_digits(s: i8) -> [i8; 3] {
-    const fn digit(v: i32) -> i32 {
-        (v + 3).rem_euclid(8) - 3
-    }
-    let s = s as i32;
-    let d0 = digit(s);
-    let s1 = (s - d0) / 8;
-    let d1 = digit(s1);
-    let d2 = (s1 - d1) / 8;
-    [d0 as i8, d1 as i8, d2 as i8]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn q6k_digits_recompose_every_scale_with_byte_sized_products() {
-        for s in i8::MIN..=i8::MAX {
-            let [d0, d1, d2] = q6k_digits(s);
-            assert_eq!(
-                i32::from(d0) + 8 * i32::from(d1) + 64 * i32::from(d2),
-                i32::from(s)
-            );
-            for d in [d0, d1, d2] {
-                assert!((-3..=4).contains(&d), "{s}: digit {d}");
-                // (q − 32)·d for every 6-bit q must fit an i8.
-                for w in -32i32..32 {
-                    let p = w * i32::from(d);
-                    assert!((-128..=127).contains(&p), "{s}: {w}·{d}");
-                }
-            }
-        }
-    }
 
     /// SplitMix64 bytes.
     fn bytes(seed: &mut u64, out: &mut [u8]) {
@@ -329,32 +237,12 @@ mod tests {
                 bytes(&mut seed, &mut b.qs);
             }
             let rows: Vec<&[BlockQ4K]> = q4.chunks_exact(n_sb).collect();
-            let (mut a, mut b) = (PackedWeights::default(), PackedWeights::default());
-            a.pack_q4k(&rows, 0..n_sb);
-            b.pack_q4k_scalar(&rows, 0..n_sb);
-            assert_same(&a, &b);
-
-            let mut q6 = vec![
-                BlockQ6K {
-                    ql: [0; 128],
-                    qh: [0; 64],
-                    scales: [0; 16],
-                    d: half::f16::from_f32(0.01)
-                };
-                n_rows * n_sb
-            ];
-            for b in &mut q6 {
-                bytes(&mut seed, &mut b.ql);
-                bytes(&mut seed, &mut b.qh);
-                let mut sc = [0u8; 16];
-                bytes(&mut seed, &mut sc);
-                b.scales = sc.map(|x| x as i8);
+            for sbs in [0..n_sb, 1..n_sb] {
+                let (mut a, mut b) = (PackedWeights::default(), PackedWeights::default());
+                a.pack_q4k(&rows, sbs.clone());
+                b.pack_q4k_scalar(&rows, sbs);
+                assert_same(&a, &b);
             }
-            let rows: Vec<&[BlockQ6K]> = q6.chunks_exact(n_sb).collect();
-            let (mut a, mut b) = (PackedWeights::default(), PackedWeights::default());
-            a.pack_q6k(&rows, 1..n_sb);
-            b.pack_q6k_scalar(&rows, 1..n_sb);
-            assert_same(&a, &b);
         }
     }
 

@@ -4,14 +4,13 @@
 //!
 //! The `quant × digit` products come from table lookups instead of multiplies: Q4_K's 4-bit
 //! quants index a 16-entry product table with `vpshufb` (one digit per 32 quants, one
-//! 256-bit half of the register), Q6_K's 6-bit quants a 64-entry table of `(q − 32)·d` with
-//! `vpermb` (one digit per 16 quants, one 128-bit lane, merged under a lane mask).
+//! 256-bit half of the register).
 //!
-//! Every function is an `unsafe fn` whose one contract is that the CPU has AVX-512 F/BW/VBMI
+//! Every function is an `unsafe fn` whose one contract is that the CPU has AVX-512 F/BW
 //! (checked by `amx::enabled`); memory is only touched through fixed-size arrays.
 
 use super::Tile1K;
-use crate::blocks::{BlockQ4K, BlockQ6K};
+use crate::blocks::BlockQ4K;
 use std::arch::x86_64::*;
 
 /// `MUL4[s][q] = s · q` for 4-bit `s` and `q` (at most 225).
@@ -28,28 +27,6 @@ const MUL4: [[u8; 16]; 16] = {
     }
     t
 };
-
-/// `MUL6[d + 3][q] = (q − 32) · d` as a byte, for digits `d ∈ [-3, 4]` and 6-bit `q`.
-const MUL6: [[u8; 64]; 8] = {
-    let mut t = [[0u8; 64]; 8];
-    let mut i = 0;
-    while i < 8 {
-        let d = i as i32 - 3;
-        let mut q = 0;
-        while q < 64 {
-            t[i][q] = ((q as i32 - 32) * d) as i8 as u8;
-            q += 1;
-        }
-        i += 1;
-    }
-    t
-};
-
-#[inline(always)]
-unsafe fn load_64(b: &[u8; 64]) -> __m512i {
-    // SAFETY: reads exactly the 64 bytes of `b` (unaligned load).
-    unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
-}
 
 #[inline(always)]
 unsafe fn store_row(tile: &mut Tile1K, r: usize, v: __m512i) {
@@ -85,35 +62,6 @@ pub(super) unsafe fn pack_q4k_row(xb: &BlockQ4K, sc: &[u8; 8], r: usize, planes:
             let v = _mm512_mask_shuffle_epi8(v, 0xFFFF_FFFF_0000_0000, tb, q);
             // SAFETY: features as this function's contract.
             unsafe { store_row(tile, r, v) };
-        }
-    }
-}
-
-/// Row `r` of the three Q6_K planes of one super-block: `planes` is `[p0 j0..j3, p1 …,
-/// p2 …]`, `digits[g]` the three digits of group `g`'s scale.
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-pub(super) unsafe fn pack_q6k_row(
-    xb: &BlockQ6K,
-    digits: &[[i8; 3]; 16],
-    r: usize,
-    planes: &mut [Tile1K],
-) {
-    // SAFETY: the caller's features (AVX-512 F/BW) are the unpacker's.
-    let q6 = unsafe { crate::dot::q6k_quants(xb) };
-    for (j, q) in q6.iter().enumerate() {
-        for p in 0..3 {
-            let table = |g: usize| {
-                let d = digits[(4 * j + g) % 16][p];
-                let i = (i32::from(d) + 3).clamp(0, 7) as usize;
-                // SAFETY: a 64-byte table row.
-                unsafe { load_64(&MUL6[i]) }
-            };
-            let mut v = _mm512_permutexvar_epi8(*q, table(0));
-            v = _mm512_mask_permutexvar_epi8(v, 0xFFFF << 16, *q, table(1));
-            v = _mm512_mask_permutexvar_epi8(v, 0xFFFF << 32, *q, table(2));
-            v = _mm512_mask_permutexvar_epi8(v, 0xFFFF << 48, *q, table(3));
-            // SAFETY: features as this function's contract.
-            unsafe { store_row(&mut planes[p * 4 + j], r, v) };
         }
     }
 }

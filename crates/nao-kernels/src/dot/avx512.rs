@@ -174,8 +174,8 @@ unsafe fn reduce4_512(v: &[__m512i; 4]) -> [i32; 4] {
     reduce4_256(&[fold(&v[0]), fold(&v[1]), fold(&v[2]), fold(&v[3])])
 }
 
-/// Up to four super-blocks' integer sums per column, waiting to be folded into the float
-/// accumulators: one transposing reduction serves four super-blocks, then the folds run
+/// Up to four Q4_K super-blocks' integer sums per column, waiting to be folded into the
+/// float accumulators: one transposing reduction serves four super-blocks, then the folds run
 /// one by one in super-block order (`acc = fma(d, sumi, acc)`), the order the AMX GEMM
 /// reproduces.
 struct Pending<const N: usize> {
@@ -199,11 +199,10 @@ impl<const N: usize> Pending<N> {
         }
     }
 
-    /// Folds the pending super-blocks into `acc` (and the mins term into `acc_m` when
-    /// `with_mins`).
+    /// Folds the pending super-blocks into `acc` and their mins terms into `acc_m`.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn flush(&mut self, acc: &mut [f32; N], acc_m: &mut [f32; N], with_mins: bool) {
+    unsafe fn flush(&mut self, acc: &mut [f32; N], acc_m: &mut [f32; N]) {
         for c in 0..N {
             // SAFETY: the caller's features (AVX-512 F, AVX2) are this function's.
             let s = unsafe { reduce4_512(&self.sumi[c]) };
@@ -211,12 +210,10 @@ impl<const N: usize> Pending<N> {
             for (&d, &si) in self.d[c][..n].iter().zip(&s) {
                 acc[c] = d.mul_add(si as f32, acc[c]);
             }
-            if with_mins {
-                // SAFETY: as above.
-                let m = unsafe { reduce4_256(&self.mins[c]) };
-                for (&d, &sm) in self.dmin[c][..n].iter().zip(&m) {
-                    acc_m[c] = d.mul_add(sm as f32, acc_m[c]);
-                }
+            // SAFETY: as above.
+            let m = unsafe { reduce4_256(&self.mins[c]) };
+            for (&d, &sm) in self.dmin[c][..n].iter().zip(&m) {
+                acc_m[c] = d.mul_add(sm as f32, acc_m[c]);
             }
         }
         self.n = 0;
@@ -286,10 +283,10 @@ pub(super) unsafe fn dot_q4_k_q8_k_multi<const N: usize>(
         }
         pend.n = k + 1;
         if pend.n == 4 {
-            pend.flush(&mut acc, &mut acc_m, true);
+            pend.flush(&mut acc, &mut acc_m);
         }
     }
-    pend.flush(&mut acc, &mut acc_m, true);
+    pend.flush(&mut acc, &mut acc_m);
     let mut out = [0.0f32; N];
     for ((o, a), am) in out.iter_mut().zip(&acc).zip(&acc_m) {
         *o = *a + *am;
@@ -298,11 +295,10 @@ pub(super) unsafe fn dot_q4_k_q8_k_multi<const N: usize>(
 }
 
 /// A Q6_K super-block's unsigned 6-bit quants in natural order, 64 per register (quarter
-/// 2n: quants 128n..128n+64; quarter 2n+1: quants 128n+64..128n+128). Also the AMX
-/// weight packer's first step.
+/// 2n: quants 128n..128n+64; quarter 2n+1: quants 128n+64..128n+128).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-pub(crate) unsafe fn q6k_quants(xb: &BlockQ6K) -> [__m512i; 4] {
+unsafe fn q6k_quants(xb: &BlockQ6K) -> [__m512i; 4] {
     let m4 = _mm512_set1_epi8(0xF);
     let m30 = _mm512_set1_epi8(0x30);
     let mut q6 = [_mm512_setzero_si512(); 4];

@@ -416,7 +416,7 @@ pub fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
 
 /// Unpacks one Q6_K super-block to signed quants `q − 32`, in natural order.
 #[inline]
-pub(crate) fn q6k_unpack(xb: &BlockQ6K) -> [i8; 256] {
+fn q6k_unpack(xb: &BlockQ6K) -> [i8; 256] {
     let mut a = [0i8; 256];
     for (n, chunk) in a.chunks_exact_mut(128).enumerate() {
         let ql = &xb.ql[n * 64..n * 64 + 64];
