@@ -504,6 +504,13 @@ impl Safetensors {
         Some((shard, shard.tensor(name)?))
     }
 
+    /// Like [`Self::get`], with the index in [`Self::shards`] of the file holding it (for
+    /// callers that keep a reference to the tensor without borrowing `self`).
+    pub fn locate(&self, name: &str) -> Option<(usize, &StTensor)> {
+        let i = *self.index.get(name)?;
+        Some((i, self.shards.get(i)?.tensor(name)?))
+    }
+
     /// All tensor names (unordered).
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)

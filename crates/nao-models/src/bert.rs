@@ -8,7 +8,7 @@
 //! sequence's output identical to running it alone.
 
 use crate::layers::encoder::{attention, gelu_erf, LayerNorm};
-use crate::layers::{Compute, Dense, StLoader};
+use crate::layers::{Compute, Linear, Loader};
 use crate::ModelError;
 use serde_json::Value;
 use std::ops::Range;
@@ -80,22 +80,22 @@ impl BertConfig {
 }
 
 struct Layer {
-    q: Dense, // [n_embd, n_embd]
-    k: Dense, // [n_embd, n_embd]
-    v: Dense, // [n_embd, n_embd]
-    o: Dense, // [n_embd, n_embd]
+    q: Linear, // [n_embd, n_embd]
+    k: Linear, // [n_embd, n_embd]
+    v: Linear, // [n_embd, n_embd]
+    o: Linear, // [n_embd, n_embd]
     attn_norm: LayerNorm,
-    ff_up: Dense,   // [n_ff, n_embd]
-    ff_down: Dense, // [n_embd, n_ff]
+    ff_up: Linear,   // [n_ff, n_embd]
+    ff_down: Linear, // [n_embd, n_ff]
     ff_norm: LayerNorm,
 }
 
 /// A loaded BERT encoder.
 pub struct Bert {
     pub cfg: BertConfig,
-    tok_embd: Dense,  // [n_vocab, n_embd]
-    pos_embd: Dense,  // [n_ctx_train, n_embd]
-    type_embd: Dense, // [n_token_types, n_embd]
+    tok_embd: Linear,  // [n_vocab, n_embd]
+    pos_embd: Linear,  // [n_ctx_train, n_embd]
+    type_embd: Linear, // [n_token_types, n_embd]
     embd_norm: LayerNorm,
     layers: Vec<Layer>,
 }
@@ -103,7 +103,7 @@ pub struct Bert {
 impl Bert {
     /// Resolves every tensor once. Checkpoints saved from `BertForX` heads prefix the
     /// encoder's names with `bert.`; both spellings load.
-    pub fn load(l: &StLoader, cfg: BertConfig) -> Result<Bert, ModelError> {
+    pub fn load(l: &Loader, cfg: BertConfig) -> Result<Bert, ModelError> {
         let p = if l.has("bert.embeddings.word_embeddings.weight") {
             "bert."
         } else {
@@ -121,32 +121,28 @@ impl Bert {
             .map(|i| {
                 let b = format!("{p}encoder.layer.{i}");
                 Ok(Layer {
-                    q: l.dense(&format!("{b}.attention.self.query"), d, d)?,
-                    k: l.dense(&format!("{b}.attention.self.key"), d, d)?,
-                    v: l.dense(&format!("{b}.attention.self.value"), d, d)?,
-                    o: l.dense(&format!("{b}.attention.output.dense"), d, d)?,
+                    q: l.linear(&format!("{b}.attention.self.query"), d, d)?,
+                    k: l.linear(&format!("{b}.attention.self.key"), d, d)?,
+                    v: l.linear(&format!("{b}.attention.self.value"), d, d)?,
+                    o: l.linear(&format!("{b}.attention.output.dense"), d, d)?,
                     attn_norm: norm(&format!("encoder.layer.{i}.attention.output.LayerNorm"))?,
-                    ff_up: l.dense(&format!("{b}.intermediate.dense"), ff, d)?,
-                    ff_down: l.dense(&format!("{b}.output.dense"), d, ff)?,
+                    ff_up: l.linear(&format!("{b}.intermediate.dense"), d, ff)?,
+                    ff_down: l.linear(&format!("{b}.output.dense"), ff, d)?,
                     ff_norm: norm(&format!("encoder.layer.{i}.output.LayerNorm"))?,
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(Bert {
-            tok_embd: l.matrix(
-                &format!("{p}embeddings.word_embeddings.weight"),
-                cfg.n_vocab,
+            tok_embd: l.linear(&format!("{p}embeddings.word_embeddings"), d, cfg.n_vocab)?,
+            pos_embd: l.linear(
+                &format!("{p}embeddings.position_embeddings"),
                 d,
-            )?,
-            pos_embd: l.matrix(
-                &format!("{p}embeddings.position_embeddings.weight"),
                 cfg.n_ctx_train,
-                d,
             )?,
-            type_embd: l.matrix(
-                &format!("{p}embeddings.token_type_embeddings.weight"),
-                cfg.n_token_types,
+            type_embd: l.linear(
+                &format!("{p}embeddings.token_type_embeddings"),
                 d,
+                cfg.n_token_types,
             )?,
             embd_norm: norm("embeddings.LayerNorm")?,
             layers,

@@ -1,4 +1,5 @@
-//! Hyper-parameters, resolved once from GGUF metadata (`{arch}.*` keys) into typed fields.
+//! Hyper-parameters, resolved once from GGUF metadata (`{arch}.*` keys) into typed fields
+//! (from a Hugging Face `config.json`: [`crate::hf`]).
 
 use crate::ModelError;
 use nao_gguf::GgufFile;
@@ -22,6 +23,9 @@ pub struct ModelConfig {
     pub rope_base: f32,
     /// Linear RoPE position scale (1 / `rope.scaling.factor` when the type is linear).
     pub rope_freq_scale: f32,
+    /// Per-frequency RoPE divisors computed from the config (Llama 3 scaling in
+    /// `config.json`); GGUF files store them as the `rope_freqs.weight` tensor instead.
+    pub rope_freqs: Option<Vec<f32>>,
     /// Number of rotated dimensions per head (`rope.dimension_count`, default head_dim).
     pub n_rot: usize,
     /// Sliding attention window, for architectures that have local layers.
@@ -107,6 +111,7 @@ impl ModelConfig {
                 .unwrap_or(1e-6),
             rope_base: m.f32_opt("rope.freq_base")?.unwrap_or(10_000.0),
             rope_freq_scale,
+            rope_freqs: None,
             n_rot,
             sliding_window: m.u32_opt("attention.sliding_window")?,
             sliding_window_pattern: m.u32_opt("attention.sliding_window_pattern")?,

@@ -1,15 +1,19 @@
 //! nao-models: model architectures built from shared layers.
 //!
 //! - [`config`]: hyper-parameters read once from GGUF metadata into typed fields.
+//! - [`hf`]: Hugging Face decoder directories (`config.json`, tensor names,
+//!   `generation_config.json`) resolved into the same config and names.
 //! - [`layers`]: Linear, norms, attention, MLP, embedding, KV cache — the only compute code.
 //! - one file per architecture: [`qwen2`], [`llama`], [`gemma3`].
-//! - [`registry`]: architecture name → constructor.
+//! - [`registry`]: architecture name → constructor; [`load_model`] (GGUF) and
+//!   [`load_model_dir`] (Hugging Face directory).
 //! - embeddings: [`bert`] (encoder), [`pooling`] (mean/CLS/last, L2), [`sentence`] (a
 //!   sentence-transformers directory as one [`sentence::SentenceEncoder`]).
 
 pub mod bert;
 pub mod config;
 pub mod gemma3;
+pub mod hf;
 pub mod layers;
 pub mod llama;
 pub mod pooling;
@@ -19,9 +23,7 @@ pub mod sentence;
 
 pub use config::ModelConfig;
 pub use layers::{Compute, KvCache, KvPool, Logits, SeqBatch};
-pub use registry::{load_model, Model};
-
-use nao_kernels::DType;
+pub use registry::{load_model, load_model_dir, Model};
 
 /// Errors from loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +49,7 @@ pub enum ModelError {
         got: Vec<u64>,
     },
     #[error("tensor '{tensor}' has type {dtype}, which nao cannot compute with yet")]
-    UnsupportedType { tensor: String, dtype: DType },
+    UnsupportedType { tensor: String, dtype: String },
     #[error("invalid hyper-parameter: {0}")]
     BadConfig(String),
     #[error("token id {id} is outside the vocabulary (size {n_vocab})")]

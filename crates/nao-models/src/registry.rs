@@ -1,8 +1,9 @@
 //! Architecture name → constructor. The one place that knows which architectures exist.
 
-use crate::layers::{Compute, Decoder, KvCache, KvPool, Loader, SeqBatch};
-use crate::{gemma3, llama, qwen2, ModelConfig, ModelError};
-use nao_gguf::GgufFile;
+use crate::layers::{Compute, Decoder, KvCache, KvPool, Loader, Naming, SeqBatch};
+use crate::{gemma3, hf, llama, qwen2, ModelConfig, ModelError};
+use nao_gguf::{GgufFile, Safetensors};
+use std::path::Path;
 use std::sync::Arc;
 
 /// A loaded model ready to run.
@@ -19,16 +20,39 @@ pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("gemma3", gemma3::load),
 ];
 
-/// Loads the model in `file`, choosing the architecture from its metadata.
-pub fn load_model(file: Arc<GgufFile>) -> Result<Model, ModelError> {
-    let arch = file.architecture()?;
-    let ctor = ARCHITECTURES
+/// The constructor of architecture `arch`.
+fn constructor(arch: &str) -> Result<Constructor, ModelError> {
+    ARCHITECTURES
         .iter()
         .find(|(name, _)| *name == arch)
         .map(|(_, c)| *c)
-        .ok_or_else(|| ModelError::UnsupportedArch(arch.to_string()))?;
+        .ok_or_else(|| ModelError::UnsupportedArch(arch.to_string()))
+}
+
+/// Loads the model in `file`, choosing the architecture from its metadata.
+pub fn load_model(file: Arc<GgufFile>) -> Result<Model, ModelError> {
+    let ctor = constructor(file.architecture()?)?;
     let cfg = ModelConfig::from_gguf(&file)?;
     let loader = Loader::new(file);
+    Ok(Model {
+        decoder: ctor(&loader, cfg)?,
+    })
+}
+
+/// Loads a Hugging Face decoder directory (`config.json` naming one of
+/// [`hf::HF_ARCHITECTURES`], `model.safetensors` or a sharded index) through the same
+/// architecture files as [`load_model`]. F32, F16 and BF16 weights are read in place from
+/// the mapping (a misaligned tensor is copied once).
+pub fn load_model_dir(dir: &Path) -> Result<Model, ModelError> {
+    let hf::HfConfig { cfg, tied } = hf::read_config(dir)?;
+    let ctor = constructor(&cfg.arch)?;
+    let st = Arc::new(Safetensors::open(dir)?);
+    let loader = Loader::safetensors(st, Naming::HfDecoder { tied });
+    // Untied models must have their own head (GGUF files without one are tied by llama.cpp
+    // convention, which the shared loading code follows).
+    if !tied && !loader.has("output.weight") {
+        return Err(ModelError::MissingTensor("lm_head.weight".into()));
+    }
     Ok(Model {
         decoder: ctor(&loader, cfg)?,
     })

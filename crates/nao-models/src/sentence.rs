@@ -4,7 +4,7 @@
 //! caller's (nao-engine reads `tokenizer.json`); this type maps token ids to vectors.
 
 use crate::bert::{Bert, BertConfig};
-use crate::layers::{Compute, StLoader};
+use crate::layers::{Compute, Loader, Naming};
 use crate::pooling::{l2_normalize, read_json, read_st_modules, Pooling};
 use crate::ModelError;
 use nao_gguf::Safetensors;
@@ -34,7 +34,7 @@ impl SentenceEncoder {
         }
         let cfg = BertConfig::from_hf(&config)?;
         let st = Arc::new(Safetensors::open(dir)?);
-        let bert = Bert::load(&StLoader::new(st), cfg)?;
+        let bert = Bert::load(&Loader::safetensors(st, Naming::AsStored), cfg)?;
         let (pooling, normalize) = read_st_modules(dir)?;
         Ok(SentenceEncoder {
             bert,

@@ -3,7 +3,6 @@
 mod attention;
 mod compute;
 mod decoder;
-mod dense;
 pub mod encoder;
 pub mod kv;
 mod linear;
@@ -13,7 +12,6 @@ pub mod standard;
 pub use attention::{Attention, AttnShape};
 pub use compute::Compute;
 pub use decoder::{Block, Decoder};
-pub use dense::{Dense, StLoader};
 pub use kv::{KvCache, KvPool, LayerCache, Logits, SeqBatch};
-pub use linear::{blk, Embedding, Linear, Loader};
+pub use linear::{blk, Embedding, Linear, Loader, Naming};
 pub use mlp::{Activation, Mlp};
