@@ -55,6 +55,8 @@ pub struct GgufFile {
     /// anonymous mapping (page-aligned, so tensor data keeps the alignment it has in the
     /// file and block casts work without `unsafe` on our side).
     map: Mmap,
+    /// Whether `map` maps a file (pages can be dropped and read back) or anonymous memory.
+    file_backed: bool,
     version: u32,
     alignment: u64,
     data_offset: u64,
@@ -90,7 +92,9 @@ impl GgufFile {
         // and is documented in the crate README.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let parsed = parse(&map)?;
-        Ok(GgufFile::from_parsed(parsed, map))
+        let mut f = GgufFile::from_parsed(parsed, map);
+        f.file_backed = true;
+        Ok(f)
     }
 
     /// Validates an in-memory file (tests, fuzzing). The bytes are copied into a page-aligned
@@ -222,6 +226,29 @@ impl GgufFile {
         &self.map
     }
 
+    /// Tells the kernel this process no longer needs the pages of `range` (whole 4 KiB
+    /// pages inside it), so they leave its resident set; a later read faults them back in
+    /// from the file. For a tensor the model has copied into another layout. A hint only:
+    /// errors are ignored, and in-memory files ([`GgufFile::from_bytes`]) are left alone.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        const PAGE: usize = 4096;
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = range.end.min(self.map.len()) / PAGE * PAGE;
+        if !self.file_backed || start >= end {
+            return;
+        }
+        // SAFETY: MADV_DONTNEED on a private, read-only *file* mapping only drops this
+        // process's copies of the pages: the next access reads the same bytes back from the
+        // file (which, as for the mapping itself, nobody may rewrite while it is open), so
+        // no reference into the mapping ever observes different contents. Anonymous maps
+        // (where the pages would read back as zeros) are excluded above.
+        #[cfg(unix)]
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
+    }
+
     fn get_as<'a, T>(
         &'a self,
         key: &str,
@@ -299,6 +326,7 @@ impl GgufFile {
     fn from_parsed(p: Parsed, map: Mmap) -> GgufFile {
         GgufFile {
             map,
+            file_backed: false,
             version: p.version,
             alignment: p.alignment,
             data_offset: p.data_offset,

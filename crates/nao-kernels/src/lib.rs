@@ -11,6 +11,7 @@
 //! - [`ops`]: norms, RoPE, softmax, activations.
 //! - [`pool`]: the spin-then-park thread pool.
 //! - [`matmul`]: weight × activation products over the pool.
+//! - [`packed`]: Q4_0/Q5_0/Q8_0 weights interleaved 16 rows at a time at load, and their matmul.
 //! - [`probe`]: the memory-bandwidth probe behind roofline figures.
 
 #[cfg(target_arch = "x86_64")]
@@ -23,6 +24,7 @@ pub mod dot;
 pub mod dtype;
 pub mod matmul;
 pub mod ops;
+pub mod packed;
 pub mod pool;
 pub mod probe;
 pub mod quantize;

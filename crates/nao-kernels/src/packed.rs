@@ -1,0 +1,481 @@
+//! Row-interleaved weights for the 32-quant formats (Q4_0, Q5_0, Q8_0), repacked once at load,
+//! and the matmul over them.
+//!
+//! In the file a 32-quant block is one row's 32 quants with one f16 scale. A dot product per
+//! row then needs a horizontal sum per block before the block's scale can be applied, which
+//! costs about as much as the multiplications. Here 16 rows are interleaved instead: for
+//! each block, quants `4g..4g+4` of the 16 rows are one 64-byte line (row `r` at bytes
+//! `4r..4r+4`), so a VNNI `dpbusd` of that line with the activation's 4 quants `4g..4g+4`
+//! broadcast adds 4 products into each row's own 32-bit lane. Eight such instructions give
+//! the 16 rows' exact block sums side by side, and the scales (16 rows' f16 scales, kept
+//! next to the quants) apply lane-wise — no horizontal work at all.
+//!
+//! The stored quants are unsigned (`dpbusd` multiplies u8 × s8): Q4_0 and Q5_0 as in the
+//! file (`q ∈ [0, 16)` or `[0, 32)`, value `q − 8` or `q − 16`), Q8_0 as `q + 128`. The
+//! offset comes back as `−offset · Σy` per activation block, which seeds the accumulator.
+//!
+//! Numerics, per row and block `b` (`isum` the exact integer block sum):
+//! `acc = fma(f32(isum_b) · d_y[b], d_x[b], acc)`, blocks in order. Every column computes
+//! exactly this whatever the number of columns in the call, so a token's result does not
+//! depend on the batch it came in; [`matmul_packed_scalar`] is the twin the AVX-512 kernel
+//! is tested against bit for bit. The byte size equals the file's, so repacking a tensor
+//! and dropping the file's pages leaves resident memory unchanged.
+
+use crate::blocks::{BlockQ4_0, BlockQ5_0, BlockQ8_0};
+use crate::cast::cast_slice;
+use crate::dot::{ActRow, QuantizedActs};
+use crate::matmul::WeightView;
+use crate::pool::{SharedMut, ThreadPool};
+use crate::{DType, KernelError};
+use half::f16;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// Rows per interleaved group: one 512-bit register of 32-bit lanes.
+pub const GROUP_ROWS: usize = 16;
+/// Quants per block.
+const QK: usize = 32;
+/// Columns (tokens) per kernel call: accumulators stay in registers.
+const MAX_COLS: usize = 8;
+
+/// One block of 16 interleaved Q4_0 rows: line `c` holds bytes `4c..4c+4` of each row's
+/// `qs` (low nibbles: quants `4c..4c+4`, high nibbles: quants `16+4c..16+4c+4`).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct BodyQ4_0 {
+    nib: [[u8; 64]; 4],
+}
+
+/// One block of 16 interleaved Q5_0 rows: the Q4_0 nibble lines, plus per quant group `g`
+/// (quants `4g..4g+4`) a 64-bit mask of the rows' fifth bits (bit `4r + j`).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct BodyQ5_0 {
+    nib: [[u8; 64]; 4],
+    high: [u64; 8],
+}
+
+/// One block of 16 interleaved Q8_0 rows: line `g` holds quants `4g..4g+4` of each row,
+/// plus 128.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct BodyQ8_0 {
+    q: [[u8; 64]; 8],
+}
+
+/// The quant layout of one interleaved block, and its unpacking to eight lines of unsigned
+/// quants (line `g`, byte `4r + j` = row `r`'s quant `4g + j`).
+pub(crate) trait Body: Copy + Send + Sync + 'static {
+    /// What a stored quant exceeds its signed value by.
+    const OFFSET: i32;
+    /// The eight lines of unsigned quants (the scalar definition of the layout).
+    fn lines(&self) -> [[u8; 64]; 8];
+}
+
+impl Body for BodyQ4_0 {
+    const OFFSET: i32 = 8;
+    fn lines(&self) -> [[u8; 64]; 8] {
+        let mut out = [[0u8; 64]; 8];
+        for (c, line) in self.nib.iter().enumerate() {
+            for (i, &b) in line.iter().enumerate() {
+                out[c][i] = b & 0x0F;
+                out[c + 4][i] = b >> 4;
+            }
+        }
+        out
+    }
+}
+
+impl Body for BodyQ5_0 {
+    const OFFSET: i32 = 16;
+    fn lines(&self) -> [[u8; 64]; 8] {
+        let mut out = BodyQ4_0 { nib: self.nib }.lines();
+        for (line, &mask) in out.iter_mut().zip(&self.high) {
+            for (i, q) in line.iter_mut().enumerate() {
+                if mask >> i & 1 == 1 {
+                    *q |= 0x10;
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Body for BodyQ8_0 {
+    const OFFSET: i32 = 128;
+    fn lines(&self) -> [[u8; 64]; 8] {
+        self.q
+    }
+}
+
+/// The interleaved blocks of one weight matrix, by format.
+enum Bodies {
+    Q4_0(Vec<BodyQ4_0>),
+    Q5_0(Vec<BodyQ5_0>),
+    Q8_0(Vec<BodyQ8_0>),
+}
+
+/// A `[rows, cols]` Q4_0/Q5_0/Q8_0 matrix in 16-row interleaved blocks: block `b` of group
+/// `g` (rows `16g..16g+16`) at index `g · nb + b`, its 16 scales at the same index.
+pub struct PackedWeight {
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    bodies: Bodies,
+    scales: Vec<[f16; GROUP_ROWS]>,
+}
+
+/// Whether this CPU runs the interleaved kernel (AVX-512 F/BW + VNNI + F16C); elsewhere the
+/// file's layout and the per-row kernels are faster than the scalar twin here.
+pub fn available() -> bool {
+    crate::dot::avx512_enabled()
+}
+
+/// Whether [`PackedWeight::new`] takes matrices of type `dtype`.
+pub fn supports(dtype: DType) -> bool {
+    matches!(dtype, DType::Q4_0 | DType::Q5_0 | DType::Q8_0)
+}
+
+impl PackedWeight {
+    /// Repacks `w`, or `Ok(None)` when its type is not Q4_0/Q5_0/Q8_0 or its row count is
+    /// not a multiple of [`GROUP_ROWS`]. Errors when the byte length does not match the
+    /// shape.
+    pub fn new(w: &WeightView<'_>) -> Result<Option<PackedWeight>, KernelError> {
+        // (Remainder spelled out: `is_multiple_of` needs Rust 1.87, above the MSRV.)
+        let tail = w.rows % GROUP_ROWS;
+        if !supports(w.dtype) || tail != 0 {
+            return Ok(None);
+        }
+        let rb = w.row_bytes()?;
+        let expected = rb * w.rows;
+        if w.data.len() != expected {
+            return Err(KernelError::SizeMismatch {
+                expected,
+                got: w.data.len(),
+            });
+        }
+        let nb = w.cols / QK;
+        let n = w.rows / GROUP_ROWS * nb;
+        let mut scales = vec![[f16::ZERO; GROUP_ROWS]; n];
+        let row = |r: usize| &w.data[r * rb..(r + 1) * rb];
+        let bodies = match w.dtype {
+            DType::Q4_0 => {
+                let mut out = vec![BodyQ4_0 { nib: [[0; 64]; 4] }; n];
+                for r in 0..w.rows {
+                    let blocks: &[BlockQ4_0] = cast(w.dtype, row(r))?;
+                    let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
+                    for (b, xb) in blocks.iter().enumerate() {
+                        let i = g * nb + b;
+                        scales[i][lane] = xb.d;
+                        put_nibbles(&mut out[i].nib, lane, &xb.qs);
+                    }
+                }
+                Bodies::Q4_0(out)
+            }
+            DType::Q5_0 => {
+                let zero = BodyQ5_0 {
+                    nib: [[0; 64]; 4],
+                    high: [0; 8],
+                };
+                let mut out = vec![zero; n];
+                for r in 0..w.rows {
+                    let blocks: &[BlockQ5_0] = cast(w.dtype, row(r))?;
+                    let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
+                    for (b, xb) in blocks.iter().enumerate() {
+                        let i = g * nb + b;
+                        scales[i][lane] = xb.d;
+                        put_nibbles(&mut out[i].nib, lane, &xb.qs);
+                        let qh = u32::from_le_bytes(xb.qh);
+                        for (gq, mask) in out[i].high.iter_mut().enumerate() {
+                            let bits = u64::from(qh >> (4 * gq) & 0xF);
+                            *mask |= bits << (4 * lane);
+                        }
+                    }
+                }
+                Bodies::Q5_0(out)
+            }
+            _ => {
+                let mut out = vec![BodyQ8_0 { q: [[0; 64]; 8] }; n];
+                for r in 0..w.rows {
+                    let blocks: &[BlockQ8_0] = cast(w.dtype, row(r))?;
+                    let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
+                    for (b, xb) in blocks.iter().enumerate() {
+                        let i = g * nb + b;
+                        scales[i][lane] = xb.d;
+                        for (line, q4) in out[i].q.iter_mut().zip(xb.qs.chunks_exact(4)) {
+                            for (dst, &q) in line[4 * lane..4 * lane + 4].iter_mut().zip(q4) {
+                                *dst = (q as u8) ^ 0x80;
+                            }
+                        }
+                    }
+                }
+                Bodies::Q8_0(out)
+            }
+        };
+        Ok(Some(PackedWeight {
+            dtype: w.dtype,
+            rows: w.rows,
+            cols: w.cols,
+            bodies,
+            scales,
+        }))
+    }
+
+    /// The file's type of these weights.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Resident bytes (the same as the file's tensor).
+    pub fn n_bytes(&self) -> usize {
+        let body = match &self.bodies {
+            Bodies::Q4_0(v) => std::mem::size_of_val(v.as_slice()),
+            Bodies::Q5_0(v) => std::mem::size_of_val(v.as_slice()),
+            Bodies::Q8_0(v) => std::mem::size_of_val(v.as_slice()),
+        };
+        body + std::mem::size_of_val(self.scales.as_slice())
+    }
+}
+
+fn cast<T: crate::blocks::Block>(dtype: DType, bytes: &[u8]) -> Result<&[T], KernelError> {
+    cast_slice(bytes).ok_or(KernelError::BadLength {
+        dtype,
+        len: bytes.len(),
+        block_bytes: std::mem::size_of::<T>(),
+    })
+}
+
+/// Row `lane`'s 16 nibble bytes into the four interleaved lines.
+fn put_nibbles(nib: &mut [[u8; 64]; 4], lane: usize, qs: &[u8; 16]) {
+    for (line, q4) in nib.iter_mut().zip(qs.chunks_exact(4)) {
+        line[4 * lane..4 * lane + 4].copy_from_slice(q4);
+    }
+}
+
+/// One activation column as the kernel reads it: Q8_0 blocks, their scales as f32, and
+/// `−offset · Σq` per block.
+#[derive(Clone, Copy)]
+pub(crate) struct Col<'a> {
+    pub q: &'a [BlockQ8_0],
+    pub dy: &'a [f32],
+    pub corr: &'a [i32],
+}
+
+/// Scalar twin of the AVX-512 kernel: 16 rows (one group's `bodies`/`scales`, `nb` blocks)
+/// against one column.
+pub(crate) fn group_col_scalar<B: Body>(
+    bodies: &[B],
+    scales: &[[f16; GROUP_ROWS]],
+    col: Col<'_>,
+) -> [f32; GROUP_ROWS] {
+    let mut acc = [0.0f32; GROUP_ROWS];
+    for ((((body, sc), yb), &dy), &corr) in bodies
+        .iter()
+        .zip(scales)
+        .zip(col.q)
+        .zip(col.dy)
+        .zip(col.corr)
+    {
+        let lines = body.lines();
+        for (r, (a, d)) in acc.iter_mut().zip(sc).enumerate() {
+            let mut s = corr;
+            for (line, y4) in lines.iter().zip(yb.qs.chunks_exact(4)) {
+                for (&w, &y) in line[4 * r..4 * r + 4].iter().zip(y4) {
+                    s += i32::from(w) * i32::from(y);
+                }
+            }
+            let t = s as f32 * dy;
+            *a = t.mul_add(d.to_f32(), *a);
+        }
+    }
+    acc
+}
+
+/// `y = x · Wᵀ` for interleaved weights, as [`crate::matmul::matmul`] (`x`: `[n_tokens,
+/// cols]`, `y`: `[n_tokens, rows]`). Every output is bit-identical to the same token's
+/// output computed alone, and to [`matmul_packed_scalar`].
+pub fn matmul_packed(
+    w: &PackedWeight,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    acts: &mut QuantizedActs,
+    pool: &ThreadPool,
+) -> Result<(), KernelError> {
+    run(w, x, n_tokens, y, acts, pool, available())
+}
+
+/// [`matmul_packed`] on the scalar twin (any CPU); for tests.
+pub fn matmul_packed_scalar(
+    w: &PackedWeight,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    acts: &mut QuantizedActs,
+    pool: &ThreadPool,
+) -> Result<(), KernelError> {
+    run(w, x, n_tokens, y, acts, pool, false)
+}
+
+fn run(
+    w: &PackedWeight,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    acts: &mut QuantizedActs,
+    pool: &ThreadPool,
+    simd: bool,
+) -> Result<(), KernelError> {
+    check_len(x.len(), n_tokens * w.cols)?;
+    check_len(y.len(), n_tokens * w.rows)?;
+    acts.quantize_par(w.dtype, x, n_tokens, w.cols, pool)?;
+    let offset = match &w.bodies {
+        Bodies::Q4_0(_) => BodyQ4_0::OFFSET,
+        Bodies::Q5_0(_) => BodyQ5_0::OFFSET,
+        Bodies::Q8_0(_) => BodyQ8_0::OFFSET,
+    };
+    let nb = w.cols / QK;
+    let mut qrows = Vec::with_capacity(n_tokens);
+    for t in 0..n_tokens {
+        match acts.row(t) {
+            ActRow::Q8_0(q) if q.len() == nb => qrows.push(q),
+            _ => return Err(KernelError::Unsupported(w.dtype)),
+        }
+    }
+    let mut dy = Vec::with_capacity(n_tokens * nb);
+    let mut corr = Vec::with_capacity(n_tokens * nb);
+    for q in &qrows {
+        for b in q.iter() {
+            dy.push(b.d.to_f32());
+            corr.push(-offset * b.qs.iter().map(|&v| i32::from(v)).sum::<i32>());
+        }
+    }
+    let cols: Vec<Col<'_>> = qrows
+        .iter()
+        .enumerate()
+        .map(|(t, q)| Col {
+            q,
+            dy: &dy[t * nb..(t + 1) * nb],
+            corr: &corr[t * nb..(t + 1) * nb],
+        })
+        .collect();
+    match &w.bodies {
+        Bodies::Q4_0(b) => gemm(b, &w.scales, nb, w.rows, &cols, y, pool, simd),
+        Bodies::Q5_0(b) => gemm(b, &w.scales, nb, w.rows, &cols, y, pool, simd),
+        Bodies::Q8_0(b) => gemm(b, &w.scales, nb, w.rows, &cols, y, pool, simd),
+    }
+    Ok(())
+}
+
+/// Activation bytes a column block should stay under (kept in L2 while weights stream).
+const COL_BLOCK_BYTES: usize = 256 << 10;
+
+#[allow(clippy::too_many_arguments)]
+fn gemm<B: Body + KernelBody>(
+    bodies: &[B],
+    scales: &[[f16; GROUP_ROWS]],
+    nb: usize,
+    rows: usize,
+    cols: &[Col<'_>],
+    y: &mut [f32],
+    pool: &ThreadPool,
+    simd: bool,
+) {
+    let n = cols.len();
+    let col_bytes = nb * (std::mem::size_of::<BlockQ8_0>() + 8);
+    let cb = (COL_BLOCK_BYTES / col_bytes.max(1) / MAX_COLS * MAX_COLS)
+        .clamp(MAX_COLS, 256)
+        .min(n.max(1));
+    let out = SharedMut::new(y);
+    pool.for_ranges(rows / GROUP_ROWS, &|groups| {
+        for c0 in (0..n).step_by(cb) {
+            let c1 = (c0 + cb).min(n);
+            for g in groups.clone() {
+                let gb = &bodies[g * nb..(g + 1) * nb];
+                let gs = &scales[g * nb..(g + 1) * nb];
+                for (k, chunk) in cols[c0..c1].chunks(MAX_COLS).enumerate() {
+                    let res = group_cols(gb, gs, chunk, simd);
+                    for (i, r) in res.iter().take(chunk.len()).enumerate() {
+                        let t = c0 + k * MAX_COLS + i;
+                        let at = t * rows + g * GROUP_ROWS;
+                        // SAFETY: each thread owns whole groups, so the 16 outputs of group
+                        // `g` for token `t` are written by this thread alone; `y` outlives
+                        // the pool job.
+                        unsafe { out.slice_mut(at..at + GROUP_ROWS) }.copy_from_slice(r);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The per-format hook into the AVX-512 kernel (the scalar twin needs only [`Body`]).
+pub(crate) trait KernelBody: Body {
+    /// `N` columns through the AVX-512 kernel.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VNNI, AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn kernel<const N: usize>(
+        bodies: &[Self],
+        scales: &[[f16; GROUP_ROWS]],
+        cols: &[Col<'_>; N],
+    ) -> [[f32; GROUP_ROWS]; N];
+}
+
+/// Up to [`MAX_COLS`] columns of one group; entries past `cols.len()` are unused.
+fn group_cols<B: Body + KernelBody>(
+    bodies: &[B],
+    scales: &[[f16; GROUP_ROWS]],
+    cols: &[Col<'_>],
+    simd: bool,
+) -> [[f32; GROUP_ROWS]; MAX_COLS] {
+    let mut out = [[0.0f32; GROUP_ROWS]; MAX_COLS];
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        macro_rules! call {
+            ($n:literal) => {{
+                if let Ok(c) = <&[Col<'_>; $n]>::try_from(cols) {
+                    // SAFETY: `simd` is only true when `available()` reported the features
+                    // the kernel needs.
+                    let r = unsafe { B::kernel::<$n>(bodies, scales, c) };
+                    out[..$n].copy_from_slice(&r);
+                }
+            }};
+        }
+        match cols.len() {
+            1 => call!(1),
+            2 => call!(2),
+            3 => call!(3),
+            4 => call!(4),
+            5 => call!(5),
+            6 => call!(6),
+            7 => call!(7),
+            8 => call!(8),
+            _ => {}
+        }
+        return out;
+    }
+    let _ = simd;
+    for (o, c) in out.iter_mut().zip(cols) {
+        *o = group_col_scalar(bodies, scales, *c);
+    }
+    out
+}
+
+fn check_len(got: usize, expected: usize) -> Result<(), KernelError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(KernelError::SizeMismatch { expected, got })
+    }
+}

@@ -1,0 +1,227 @@
+//! Interleaved (16-row) Q4_0/Q5_0/Q8_0 weights: the AVX-512 kernel against its scalar twin
+//! bit for bit, the twin against an f64 evaluation of the file's blocks, and batch
+//! invariance (a token's outputs do not depend on the tokens beside it).
+
+use half::f16;
+use nao_kernels::blocks::{Block, BlockQ4_0, BlockQ5_0, BlockQ8_0};
+use nao_kernels::cast::as_bytes;
+use nao_kernels::dot::{ActRow, QuantizedActs};
+use nao_kernels::matmul::WeightView;
+use nao_kernels::packed::{available, matmul_packed, matmul_packed_scalar, PackedWeight};
+use nao_kernels::pool::ThreadPool;
+use nao_kernels::DType;
+
+/// SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn scale(&mut self) -> f16 {
+        f16::from_f32(self.unit() * 0.05)
+    }
+}
+
+/// Random `[rows, cols]` weights of type `w` as file bytes, plus each row's values (f64).
+fn weights(w: DType, rows: usize, cols: usize, r: &mut Rng) -> (Vec<u8>, Vec<Vec<f64>>) {
+    let nb = rows * cols / 32;
+    fn bytes<T: Block>(v: &[T]) -> Vec<u8> {
+        as_bytes(v).to_vec()
+    }
+    let (raw, vals): (Vec<u8>, Vec<f64>) = match w {
+        DType::Q4_0 => {
+            let b: Vec<BlockQ4_0> = (0..nb)
+                .map(|_| BlockQ4_0 {
+                    d: r.scale(),
+                    qs: std::array::from_fn(|_| r.byte()),
+                })
+                .collect();
+            let vals = b
+                .iter()
+                .flat_map(|b| {
+                    let d = b.d.to_f64();
+                    (0..32).map(move |j| {
+                        let q = if j < 16 {
+                            b.qs[j] & 15
+                        } else {
+                            b.qs[j - 16] >> 4
+                        };
+                        d * (f64::from(q) - 8.0)
+                    })
+                })
+                .collect();
+            (bytes(&b), vals)
+        }
+        DType::Q5_0 => {
+            let b: Vec<BlockQ5_0> = (0..nb)
+                .map(|_| BlockQ5_0 {
+                    d: r.scale(),
+                    qh: std::array::from_fn(|_| r.byte()),
+                    qs: std::array::from_fn(|_| r.byte()),
+                })
+                .collect();
+            let vals = b
+                .iter()
+                .flat_map(|b| {
+                    let d = b.d.to_f64();
+                    let qh = u32::from_le_bytes(b.qh);
+                    (0..32).map(move |j| {
+                        let lo = if j < 16 {
+                            b.qs[j] & 15
+                        } else {
+                            b.qs[j - 16] >> 4
+                        };
+                        let q = u32::from(lo) | (qh >> j & 1) << 4;
+                        d * (f64::from(q) - 16.0)
+                    })
+                })
+                .collect();
+            (bytes(&b), vals)
+        }
+        _ => {
+            let b: Vec<BlockQ8_0> = (0..nb)
+                .map(|_| BlockQ8_0 {
+                    d: r.scale(),
+                    qs: std::array::from_fn(|_| r.byte() as i8),
+                })
+                .collect();
+            let vals = b
+                .iter()
+                .flat_map(|b| {
+                    let d = b.d.to_f64();
+                    b.qs.iter().map(move |&q| d * f64::from(q))
+                })
+                .collect();
+            (bytes(&b), vals)
+        }
+    };
+    let rows_vals = vals.chunks(cols).map(|c| c.to_vec()).collect();
+    (raw, rows_vals)
+}
+
+/// `raw` in 2-byte-aligned storage (as in a file), for the block casts.
+fn aligned(raw: &[u8]) -> Vec<f16> {
+    raw.chunks(2)
+        .map(|c| f16::from_bits(u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .collect()
+}
+
+#[test]
+fn packed_kernels_match_twin_reference_and_are_batch_invariant() {
+    let pool = ThreadPool::new(2);
+    let mut r = Rng(7);
+    for w in [DType::Q4_0, DType::Q5_0, DType::Q8_0] {
+        for (rows, cols) in [(16, 32), (48, 64), (32, 640), (64, 96)] {
+            let (raw, vals) = weights(w, rows, cols, &mut r);
+            let store = aligned(&raw);
+            let data = &as_bytes(&store)[..raw.len()];
+            assert_eq!(data, &raw[..]);
+            let view = WeightView {
+                dtype: w,
+                data,
+                rows,
+                cols,
+            };
+            let Some(p) = PackedWeight::new(&view).unwrap() else {
+                panic!("{w} {rows}x{cols} not packed");
+            };
+            assert_eq!(p.n_bytes(), raw.len(), "{w}: repacked size");
+            for n in [1usize, 3, 8, 9, 17, 40] {
+                let x: Vec<f32> = (0..n * cols).map(|_| r.unit() * 2.0).collect();
+                let mut acts = QuantizedActs::new();
+                let mut twin = vec![0.0f32; n * rows];
+                matmul_packed_scalar(&p, &x, n, &mut twin, &mut acts, &pool).unwrap();
+
+                // The twin against the file's blocks in f64 on the same quantized acts.
+                acts.quantize(w, &x, n, cols).unwrap();
+                for t in 0..n {
+                    let ActRow::Q8_0(q) = acts.row(t) else {
+                        panic!("acts")
+                    };
+                    for (row, wv) in vals.iter().enumerate() {
+                        let (mut exact, mut mag) = (0.0f64, 0.0f64);
+                        for (b, yb) in q.iter().enumerate() {
+                            let dy = yb.d.to_f64();
+                            for j in 0..32 {
+                                let v = wv[32 * b + j] * dy * f64::from(yb.qs[j]);
+                                exact += v;
+                                mag += v.abs();
+                            }
+                        }
+                        let got = f64::from(twin[t * rows + row]);
+                        assert!(
+                            (got - exact).abs() <= 1e-6 * mag + 1e-9,
+                            "{w} {rows}x{cols} n={n} t={t} row={row}: {got} vs {exact}"
+                        );
+                    }
+                }
+
+                if available() {
+                    let mut fast = vec![0.0f32; n * rows];
+                    matmul_packed(&p, &x, n, &mut fast, &mut acts, &pool).unwrap();
+                    assert_eq!(fast, twin, "{w} {rows}x{cols} n={n}: SIMD vs twin");
+                    // Batch invariance: each token alone.
+                    for t in 0..n {
+                        let mut one = vec![0.0f32; rows];
+                        matmul_packed(
+                            &p,
+                            &x[t * cols..(t + 1) * cols],
+                            1,
+                            &mut one,
+                            &mut acts,
+                            &pool,
+                        )
+                        .unwrap();
+                        assert_eq!(one[..], fast[t * rows..(t + 1) * rows], "{w} n={n} t={t}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn shapes_the_layout_does_not_take_are_left_alone() {
+    let mut r = Rng(3);
+    let (raw, _) = weights(DType::Q8_0, 8, 32, &mut r);
+    let store = aligned(&raw);
+    let view = WeightView {
+        dtype: DType::Q8_0,
+        data: &as_bytes(&store)[..raw.len()],
+        rows: 8,
+        cols: 32,
+    };
+    assert!(
+        PackedWeight::new(&view).unwrap().is_none(),
+        "8 rows: not a group"
+    );
+    let view = WeightView {
+        dtype: DType::Q4K,
+        data: &[],
+        rows: 16,
+        cols: 256,
+    };
+    assert!(
+        PackedWeight::new(&view).unwrap().is_none(),
+        "Q4_K is not interleaved"
+    );
+    let bad = WeightView {
+        dtype: DType::Q8_0,
+        data: &as_bytes(&store)[..raw.len() - 34],
+        rows: 16,
+        cols: 32,
+    };
+    assert!(PackedWeight::new(&bad).is_err(), "short data is an error");
+}
