@@ -6,8 +6,132 @@
 //! Each kernel has a scalar twin; the AVX2+FMA+F16C versions are bit-identical to it (same
 //! fused multiply-adds, same conversions) except `dot_f16_f32`, whose summation order
 //! differs (tested within float tolerance).
+//!
+//! [`attend_f16`] is one query head's whole pass over its keys. With AVX-512 and head sizes
+//! 64, 128 or 256 it keeps the value accumulator in registers for the whole pass (instead of
+//! loading and storing it per key) and scores keys eight at a time before folding them in
+//! one by one; [`attend_f16_scalar`] is its bit-exact twin (the dot products summed in the
+//! kernel's 16-lane order).
 
 use half::f16;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// One KV head inside the f16 cache: row `slot` of the keys starts at `slot * k_stride`,
+/// and this head's `head_dim` values at `k_off` within it (likewise for values).
+#[derive(Clone, Copy, Debug)]
+pub struct KvHead<'a> {
+    pub k: &'a [f16],
+    pub v: &'a [f16],
+    pub k_stride: usize,
+    pub v_stride: usize,
+    pub k_off: usize,
+    pub v_off: usize,
+    pub head_dim: usize,
+    pub head_dim_v: usize,
+}
+
+impl<'a> KvHead<'a> {
+    fn key(&self, slot: usize) -> &'a [f16] {
+        let at = slot * self.k_stride + self.k_off;
+        &self.k[at..at + self.head_dim]
+    }
+
+    fn value(&self, slot: usize) -> &'a [f16] {
+        let at = slot * self.v_stride + self.v_off;
+        &self.v[at..at + self.head_dim_v]
+    }
+}
+
+/// One query head against the keys/values in cache rows `slots` (in order):
+/// `acc = softmax(q·K · scale) V`, one pass with a running max, the value accumulator kept
+/// at f16 precision as ggml's CPU flash attention keeps it.
+///
+/// Panics if a slot lies outside the cache or `q`/`acc` are shorter than the head sizes
+/// (caller bugs, not input-dependent).
+pub fn attend_f16(q: &[f32], kv: &KvHead<'_>, slots: &[usize], scale: f32, acc: &mut [f32]) {
+    let q = &q[..kv.head_dim];
+    let acc = &mut acc[..kv.head_dim_v];
+    #[cfg(target_arch = "x86_64")]
+    if crate::dot::avx512_enabled() {
+        // SAFETY: `avx512_enabled` reports AVX-512 F/BW/VL, AVX2, FMA and F16C.
+        let done = unsafe { avx512::attend(q, kv, slots, scale, acc) };
+        if done {
+            return;
+        }
+    }
+    attend_with(q, kv, slots, scale, acc, dot_f16_f32, acc_update_f16)
+}
+
+/// Scalar twin of [`attend_f16`]: for head sizes that are multiples of 32 the dot products
+/// are summed in the AVX-512 kernel's order (bit-identical results), otherwise as
+/// [`dot_f16_f32_scalar`].
+pub fn attend_f16_scalar(q: &[f32], kv: &KvHead<'_>, slots: &[usize], scale: f32, acc: &mut [f32]) {
+    let q = &q[..kv.head_dim];
+    let acc = &mut acc[..kv.head_dim_v];
+    // (Remainder spelled out: `is_multiple_of` needs Rust 1.87, above the MSRV.)
+    let tail = kv.head_dim % 32;
+    let dot = if tail == 0 {
+        dot_f16_f32_lanes16
+    } else {
+        dot_f16_f32_scalar
+    };
+    attend_with(q, kv, slots, scale, acc, dot, acc_update_f16_scalar)
+}
+
+/// The online-softmax pass with the given dot and accumulator-update kernels.
+fn attend_with(
+    q: &[f32],
+    kv: &KvHead<'_>,
+    slots: &[usize],
+    scale: f32,
+    acc: &mut [f32],
+    dot: fn(&[f16], &[f32]) -> f32,
+    update: fn(&mut [f32], &[f16], f32, f32),
+) {
+    let mut max = f32::NEG_INFINITY;
+    let mut sum = 0.0f32;
+    acc.iter_mut().for_each(|a| *a = 0.0);
+    for &slot in slots {
+        let score = dot(kv.key(slot), q) * scale;
+        let (ms, vs) = online_step(score, &mut max);
+        update(acc, kv.value(slot), vs, ms);
+        sum = sum * ms + vs;
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    acc.iter_mut().for_each(|a| *a *= inv);
+}
+
+/// One key's online-softmax factors: `(ms, vs)` = (rescale of what was accumulated, weight
+/// of this key), updating the running max.
+#[inline]
+fn online_step(score: f32, max: &mut f32) -> (f32, f32) {
+    if score > *max {
+        let ms = (*max - score).exp();
+        *max = score;
+        (ms, 1.0)
+    } else {
+        (1.0, (score - *max).exp())
+    }
+}
+
+/// `sum(k[i] * q[i])` in the AVX-512 kernel's order: 16 lanes, 16-element chunks
+/// alternating between two accumulators (fused multiply-adds), the accumulators added,
+/// then halves folded (8, 4, 2, 1 lanes). `k.len()` must be a multiple of 32.
+pub fn dot_f16_f32_lanes16(k: &[f16], q: &[f32]) -> f32 {
+    let mut s = [[0.0f32; 16]; 2];
+    for (c, (kc, qc)) in k.chunks_exact(16).zip(q.chunks_exact(16)).enumerate() {
+        for ((a, &k), &q) in s[c % 2].iter_mut().zip(kc).zip(qc) {
+            *a = k.to_f32().mul_add(q, *a);
+        }
+    }
+    let t: [f32; 16] = std::array::from_fn(|i| s[0][i] + s[1][i]);
+    let t8: [f32; 8] = std::array::from_fn(|i| t[i] + t[i + 8]);
+    let t4: [f32; 4] = std::array::from_fn(|i| t8[i] + t8[i + 4]);
+    let t2: [f32; 2] = std::array::from_fn(|i| t4[i] + t4[i + 2]);
+    t2[0] + t2[1]
+}
 
 /// `sum(k[i] * q[i])` with `k` in f16.
 pub fn dot_f16_f32(k: &[f16], q: &[f32]) -> f32 {
@@ -206,6 +330,88 @@ mod tests {
                     // ulp at most.
                     let ulp = f16::from_f32(want).to_f32().abs().max(6.1e-5) / 1024.0;
                     assert!((slow[i] - want).abs() <= ulp, "i={i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attend_matches_twin_bit_for_bit_and_softmax_reference() {
+        let n_kv = 2;
+        let n_rows = 120;
+        for (hd, exact) in [(64, true), (128, true), (256, true), (80, false)] {
+            let stride = n_kv * hd;
+            let k: Vec<f16> = rand_vec(n_rows * stride, hd as u64, 4.0)
+                .iter()
+                .map(|&x| f16::from_f32(x))
+                .collect();
+            let v: Vec<f16> = rand_vec(n_rows * stride, hd as u64 + 5, 4.0)
+                .iter()
+                .map(|&x| f16::from_f32(x))
+                .collect();
+            for (n_slots, seed) in [(0usize, 1u64), (1, 2), (9, 3), (17, 4), (100, 5)] {
+                // Slots out of order, as a paged cache hands them out.
+                let slots: Vec<usize> = (0..n_slots)
+                    .map(|i| (i * 37 + seed as usize) % n_rows)
+                    .collect();
+                let q: Vec<f32> = rand_vec(hd, seed + 11, 1.0)
+                    .iter()
+                    .map(|&x| round16(x))
+                    .collect();
+                let kv = KvHead {
+                    k: &k,
+                    v: &v,
+                    k_stride: stride,
+                    v_stride: stride,
+                    k_off: hd,
+                    v_off: hd,
+                    head_dim: hd,
+                    head_dim_v: hd,
+                };
+                let scale = 1.0 / (hd as f32).sqrt();
+                let mut fast = vec![f32::NAN; hd];
+                let mut twin = vec![f32::NAN; hd];
+                attend_f16(&q, &kv, &slots, scale, &mut fast);
+                attend_f16_scalar(&q, &kv, &slots, scale, &mut twin);
+                // Plain softmax in f64 as the independent reference.
+                let scores: Vec<f64> = slots
+                    .iter()
+                    .map(|&sl| {
+                        kv.key(sl)
+                            .iter()
+                            .zip(&q)
+                            .map(|(&a, &b)| a.to_f64() * b as f64)
+                            .sum::<f64>()
+                            * scale as f64
+                    })
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
+                for d in 0..hd {
+                    let want = if slots.is_empty() {
+                        0.0
+                    } else {
+                        slots
+                            .iter()
+                            .zip(&scores)
+                            .map(|(&sl, s)| (s - m).exp() / z * kv.value(sl)[d].to_f64())
+                            .sum::<f64>()
+                    };
+                    // The accumulator is rounded to f16 after every key.
+                    let tol = 4e-3 * (1.0 + want.abs()) * (1.0 + (n_slots as f64).sqrt());
+                    assert!(
+                        (twin[d] as f64 - want).abs() <= tol,
+                        "hd={hd} n={n_slots} d={d}: {} vs {want}",
+                        twin[d]
+                    );
+                    assert!(
+                        (fast[d] as f64 - want).abs() <= tol,
+                        "hd={hd} n={n_slots} d={d}: {} vs {want}",
+                        fast[d]
+                    );
+                }
+                if exact {
+                    assert_eq!(fast, twin, "hd={hd} n={n_slots}");
                 }
             }
         }

@@ -16,7 +16,7 @@ use crate::layers::{Compute, Linear};
 use crate::ModelError;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use nao_kernels::attn::{acc_update_f16, dot_f16_f32};
+use nao_kernels::attn::{attend_f16, KvHead};
 use nao_kernels::ops::{rms_norm_chunks, Rope};
 use nao_kernels::pool::SharedMut;
 
@@ -90,25 +90,34 @@ impl Attention {
         let q = &q;
         c.pool.for_ranges(s.n_head * n, &|range| {
             let mut acc = vec![0.0f32; s.head_dim_v];
+            let mut slots = Vec::new();
+            let mut slots_of = usize::MAX;
             for job in range {
                 let (i, h) = (job / s.n_head, job % s.n_head);
-                let (seq, p) = rows.rows[i];
-                let lo = match self.window {
-                    Some(win) if win > 0 => (p + 1).saturating_sub(win),
-                    _ => 0,
-                };
+                if slots_of != i {
+                    // Cache rows this query attends to, shared by its heads.
+                    let (seq, p) = rows.rows[i];
+                    let lo = match self.window {
+                        Some(win) if win > 0 => (p + 1).saturating_sub(win),
+                        _ => 0,
+                    };
+                    slots.clear();
+                    slots.extend((lo..=p).map(|kp| rows.slot(seq, kp)));
+                    slots_of = i;
+                }
                 let kh = h / group;
+                let kv = KvHead {
+                    k: ck,
+                    v: cv,
+                    k_stride: kd,
+                    v_stride: vd,
+                    k_off: kh * s.head_dim,
+                    v_off: kh * s.head_dim_v,
+                    head_dim: s.head_dim,
+                    head_dim_v: s.head_dim_v,
+                };
                 let qh = &q[i * qd + h * s.head_dim..i * qd + (h + 1) * s.head_dim];
-                online_softmax_f16(
-                    qh,
-                    ck,
-                    cv,
-                    (lo..=p).map(|kp| rows.slot(seq, kp)),
-                    kh,
-                    s,
-                    self.scale,
-                    &mut acc,
-                );
+                attend_f16(qh, &kv, &slots, self.scale, &mut acc);
                 let base = i * od + h * s.head_dim_v;
                 for (d, &a) in acc.iter().enumerate() {
                     w.write(base + d, a);
@@ -117,44 +126,6 @@ impl Attention {
         });
         self.o.apply(&out, n, c)
     }
-}
-
-/// One query head against the keys/values in cache slots `kps` of kv head `kh`:
-/// `acc = softmax(q·K * scale) V`, in a single pass with a running max, the value
-/// accumulator kept at f16 precision as ggml's CPU flash attention does (see
-/// [`nao_kernels::attn`]).
-#[allow(clippy::too_many_arguments)]
-fn online_softmax_f16(
-    q: &[f32],
-    ck: &[f16],
-    cv: &[f16],
-    kps: impl Iterator<Item = usize>,
-    kh: usize,
-    s: AttnShape,
-    scale: f32,
-    acc: &mut [f32],
-) {
-    let kd = s.n_head_kv * s.head_dim;
-    let vd = s.n_head_kv * s.head_dim_v;
-    let mut max = f32::NEG_INFINITY;
-    let mut sum = 0.0f32;
-    acc.iter_mut().for_each(|a| *a = 0.0);
-    for kp in kps {
-        let kr = &ck[kp * kd + kh * s.head_dim..kp * kd + (kh + 1) * s.head_dim];
-        let score = dot_f16_f32(kr, q) * scale;
-        let (ms, vs) = if score > max {
-            let ms = (max - score).exp();
-            max = score;
-            (ms, 1.0)
-        } else {
-            (1.0, (score - max).exp())
-        };
-        let vr = &cv[kp * vd + kh * s.head_dim_v..kp * vd + (kh + 1) * s.head_dim_v];
-        acc_update_f16(acc, vr, vs, ms);
-        sum = sum * ms + vs;
-    }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    acc.iter_mut().for_each(|a| *a *= inv);
 }
 
 /// Rounds every value of `x` to the nearest f16 (through `tmp`, SIMD conversions).
