@@ -1,17 +1,21 @@
-//! Attention inner-loop kernels over an f16 KV cache, with ggml's CPU flash-attention
-//! numerics: the query·key dot reads f16 keys directly, and the value accumulator is kept at
-//! f16 precision (rounded to nearest-even after every rescale and every update), as
-//! `ggml_vec_mad_f16` / `ggml_vec_scale_f16` leave it.
+//! Attention inner loop over an f16 KV cache: the query heads of one position that share a
+//! KV head, in one online-softmax pass over their keys (Milakov & Gimelshein 2018; flash
+//! attention), keys and values read from the cache as f16 and converted once for all those
+//! heads, the weighted sum of values accumulated in f32 (as ggml's tiled CPU flash attention
+//! accumulates it).
 //!
-//! Each kernel has a scalar twin; the AVX2+FMA+F16C versions are bit-identical to it (same
-//! fused multiply-adds, same conversions) except `dot_f16_f32`, whose summation order
-//! differs (tested within float tolerance).
+//! Numerics, per query head (the same whatever else is computed alongside, so decode and
+//! prefill give a token the same bits):
+//! - `score = dot(k, q) · scale`, the dot summed as [`dot_f16_f32_lanes16`] for head sizes
+//!   that are multiples of 32 (16 lanes, two alternating accumulators, halves folded), as
+//!   [`dot_f16_f32`] otherwise;
+//! - per key in order: a new maximum rescales what was accumulated by `ms = exp(old − new)`,
+//!   otherwise the key weighs `vs = exp(score − max)`; `acc = fma(v, vs, acc)`,
+//!   `sum = sum · ms + vs`; at the end `acc · (1 / sum)`.
 //!
-//! [`attend_f16`] is one query head's whole pass over its keys. With AVX-512 and head sizes
-//! 64, 128 or 256 it keeps the value accumulator in registers for the whole pass (instead of
-//! loading and storing it per key) and scores keys eight at a time before folding them in
-//! one by one; [`attend_f16_scalar`] is its bit-exact twin (the dot products summed in the
-//! kernel's 16-lane order).
+//! [`attend_heads`] runs this with AVX-512 for head sizes 64, 128 and 256 (keys and values
+//! converted once per key for all heads of the group); [`attend_heads_scalar`] is its
+//! bit-exact twin; other head sizes take a portable path with the same algorithm.
 
 use half::f16;
 
@@ -44,32 +48,33 @@ impl<'a> KvHead<'a> {
     }
 }
 
-/// One query head against the keys/values in cache rows `slots` (in order):
-/// `acc = softmax(q·K · scale) V`, one pass with a running max, the value accumulator kept
-/// at f16 precision as ggml's CPU flash attention keeps it.
+/// `g` query heads (`q`: `[g, head_dim]`, `g = q.len() / head_dim`) that share the KV head
+/// `kv`, against its cache rows `slots` (in order): `out[h] = softmax(q[h]·K · scale) V`
+/// (`out`: `[g, head_dim_v]`). Numerics in the module doc.
 ///
-/// Panics if a slot lies outside the cache or `q`/`acc` are shorter than the head sizes
+/// Panics if a slot lies outside the cache or `out` is shorter than `g · head_dim_v`
 /// (caller bugs, not input-dependent).
-pub fn attend_f16(q: &[f32], kv: &KvHead<'_>, slots: &[usize], scale: f32, acc: &mut [f32]) {
-    let q = &q[..kv.head_dim];
-    let acc = &mut acc[..kv.head_dim_v];
+pub fn attend_heads(q: &[f32], kv: &KvHead<'_>, slots: &[usize], scale: f32, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::dot::avx512_enabled() {
         // SAFETY: `avx512_enabled` reports AVX-512 F/BW/VL, AVX2, FMA and F16C.
-        let done = unsafe { avx512::attend(q, kv, slots, scale, acc) };
-        if done {
+        if unsafe { avx512::attend(q, kv, slots, scale, out) } {
             return;
         }
     }
-    attend_with(q, kv, slots, scale, acc, dot_f16_f32, acc_update_f16)
+    for_heads(q, kv, out, |qh, oh| {
+        pass(qh, kv, slots, scale, oh, dot_f16_f32, acc_mad_f16)
+    });
 }
 
-/// Scalar twin of [`attend_f16`]: for head sizes that are multiples of 32 the dot products
-/// are summed in the AVX-512 kernel's order (bit-identical results), otherwise as
-/// [`dot_f16_f32_scalar`].
-pub fn attend_f16_scalar(q: &[f32], kv: &KvHead<'_>, slots: &[usize], scale: f32, acc: &mut [f32]) {
-    let q = &q[..kv.head_dim];
-    let acc = &mut acc[..kv.head_dim_v];
+/// Scalar twin of [`attend_heads`], bit for bit for head sizes that are multiples of 32.
+pub fn attend_heads_scalar(
+    q: &[f32],
+    kv: &KvHead<'_>,
+    slots: &[usize],
+    scale: f32,
+    out: &mut [f32],
+) {
     // (Remainder spelled out: `is_multiple_of` needs Rust 1.87, above the MSRV.)
     let tail = kv.head_dim % 32;
     let dot = if tail == 0 {
@@ -77,18 +82,33 @@ pub fn attend_f16_scalar(q: &[f32], kv: &KvHead<'_>, slots: &[usize], scale: f32
     } else {
         dot_f16_f32_scalar
     };
-    attend_with(q, kv, slots, scale, acc, dot, acc_update_f16_scalar)
+    for_heads(q, kv, out, |qh, oh| {
+        pass(qh, kv, slots, scale, oh, dot, acc_mad_f16_scalar)
+    });
 }
 
-/// The online-softmax pass with the given dot and accumulator-update kernels.
-fn attend_with(
+/// Calls `f(q_h, out_h)` for each head of the group.
+fn for_heads(q: &[f32], kv: &KvHead<'_>, out: &mut [f32], f: impl Fn(&[f32], &mut [f32])) {
+    if kv.head_dim == 0 {
+        return;
+    }
+    for (qh, oh) in q
+        .chunks_exact(kv.head_dim)
+        .zip(out.chunks_exact_mut(kv.head_dim_v.max(1)))
+    {
+        f(qh, &mut oh[..kv.head_dim_v]);
+    }
+}
+
+/// One head's pass with the given dot and accumulate kernels.
+fn pass(
     q: &[f32],
     kv: &KvHead<'_>,
     slots: &[usize],
     scale: f32,
     acc: &mut [f32],
     dot: fn(&[f16], &[f32]) -> f32,
-    update: fn(&mut [f32], &[f16], f32, f32),
+    mad: fn(&mut [f32], &[f16], f32),
 ) {
     let mut max = f32::NEG_INFINITY;
     let mut sum = 0.0f32;
@@ -96,7 +116,10 @@ fn attend_with(
     for &slot in slots {
         let score = dot(kv.key(slot), q) * scale;
         let (ms, vs) = online_step(score, &mut max);
-        update(acc, kv.value(slot), vs, ms);
+        if ms != 1.0 {
+            acc.iter_mut().for_each(|a| *a *= ms);
+        }
+        mad(acc, kv.value(slot), vs);
         sum = sum * ms + vs;
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
@@ -133,7 +156,7 @@ pub fn dot_f16_f32_lanes16(k: &[f16], q: &[f32]) -> f32 {
     t2[0] + t2[1]
 }
 
-/// `sum(k[i] * q[i])` with `k` in f16.
+/// `sum(k[i] * q[i])` with `k` in f16 (AVX2 where available; summation order unspecified).
 pub fn dot_f16_f32(k: &[f16], q: &[f32]) -> f32 {
     debug_assert_eq!(k.len(), q.len());
     #[cfg(target_arch = "x86_64")]
@@ -144,36 +167,26 @@ pub fn dot_f16_f32(k: &[f16], q: &[f32]) -> f32 {
     dot_f16_f32_scalar(k, q)
 }
 
-/// `acc = round16(round16(acc * ms) + v * vs)` element-wise, skipping the rescale when
-/// `ms == 1` (as ggml does): one online-softmax update of an f16-precision accumulator.
-pub fn acc_update_f16(acc: &mut [f32], v: &[f16], vs: f32, ms: f32) {
-    debug_assert_eq!(acc.len(), v.len());
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_f16c() {
-        // SAFETY: AVX2, FMA and F16C were detected at runtime just above.
-        unsafe { x86::acc_update_f16(acc, v, vs, ms) };
-        return;
-    }
-    acc_update_f16_scalar(acc, v, vs, ms)
-}
-
 /// Scalar twin of [`dot_f16_f32`].
 pub fn dot_f16_f32_scalar(k: &[f16], q: &[f32]) -> f32 {
     k.iter().zip(q).map(|(&k, &q)| k.to_f32() * q).sum()
 }
 
-fn round16(x: f32) -> f32 {
-    f16::from_f32(x).to_f32()
+/// `acc[i] = fma(v[i], vs, acc[i])` (AVX2 where available, bit-identical to the twin).
+pub fn acc_mad_f16(acc: &mut [f32], v: &[f16], vs: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_f16c() {
+        // SAFETY: AVX2, FMA and F16C were detected at runtime just above.
+        unsafe { x86::acc_mad_f16(acc, v, vs) };
+        return;
+    }
+    acc_mad_f16_scalar(acc, v, vs)
 }
 
-/// Scalar twin of [`acc_update_f16`].
-pub fn acc_update_f16_scalar(acc: &mut [f32], v: &[f16], vs: f32, ms: f32) {
+/// Scalar twin of [`acc_mad_f16`].
+pub fn acc_mad_f16_scalar(acc: &mut [f32], v: &[f16], vs: f32) {
     for (a, &v) in acc.iter_mut().zip(v) {
-        let mut x = *a;
-        if ms != 1.0 {
-            x = round16(x * ms);
-        }
-        *a = round16(v.to_f32().mul_add(vs, x));
+        *a = v.to_f32().mul_add(vs, *a);
     }
 }
 
@@ -190,7 +203,7 @@ fn has_avx2_f16c() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{acc_update_f16_scalar, dot_f16_f32_scalar};
+    use super::{acc_mad_f16_scalar, dot_f16_f32_scalar};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -201,13 +214,6 @@ mod x86 {
         debug_assert!(p.len() >= 8);
         // SAFETY: `p` holds at least 8 f16 (16 bytes); unaligned load.
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.as_ptr() as *const __m128i)) }
-    }
-
-    /// Rounds 8 f32 lanes to f16 precision (nearest-even) and back.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn round8(x: __m256) -> __m256 {
-        _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -239,27 +245,21 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn acc_update_f16(acc: &mut [f32], v: &[f16], vs: f32, ms: f32) {
+    pub(super) fn acc_mad_f16(acc: &mut [f32], v: &[f16], vs: f32) {
         let n = acc.len().min(v.len());
         let main = n - n % 8;
         let vsv = _mm256_set1_ps(vs);
-        let msv = _mm256_set1_ps(ms);
-        let rescale = ms != 1.0;
         let mut i = 0;
         while i < main {
             // SAFETY: i + 8 <= n <= acc.len(); unaligned load and store.
             unsafe {
                 let p = acc.as_mut_ptr().add(i);
-                let mut a = _mm256_loadu_ps(p);
-                if rescale {
-                    a = round8(_mm256_mul_ps(a, msv));
-                }
-                a = round8(_mm256_fmadd_ps(load8(&v[i..]), vsv, a));
+                let a = _mm256_fmadd_ps(load8(&v[i..]), vsv, _mm256_loadu_ps(p));
                 _mm256_storeu_ps(p, a);
             }
             i += 8;
         }
-        acc_update_f16_scalar(&mut acc[main..n], &v[main..n], vs, ms);
+        acc_mad_f16_scalar(&mut acc[main..n], &v[main..n], vs);
     }
 }
 
@@ -303,34 +303,24 @@ mod tests {
     }
 
     #[test]
-    fn acc_update_is_bit_identical_to_scalar_twin() {
+    fn acc_mad_is_bit_identical_to_scalar_twin() {
         for n in [1, 5, 8, 9, 64, 256, 259] {
-            for (vs, ms) in [(0.3f32, 1.0f32), (1.0, 0.25), (0.0123, 0.9876)] {
-                let v: Vec<f16> = rand_vec(n, n as u64, 8.0)
-                    .iter()
-                    .map(|&x| f16::from_f32(x))
-                    .collect();
-                let start: Vec<f32> = rand_vec(n, n as u64 + 7, 8.0)
-                    .iter()
-                    .map(|&x| round16(x))
-                    .collect();
-                let mut fast = start.clone();
-                let mut slow = start.clone();
-                acc_update_f16(&mut fast, &v, vs, ms);
-                acc_update_f16_scalar(&mut slow, &v, vs, ms);
-                assert_eq!(fast, slow, "n={n} vs={vs} ms={ms}");
-                // And the twin is what the formula says, checked in f64 then rounded.
-                for i in 0..n {
-                    let mut x = start[i] as f64;
-                    if ms != 1.0 {
-                        x = round16((x * ms as f64) as f32) as f64;
-                    }
-                    let want = round16((v[i].to_f64() * vs as f64 + x) as f32);
-                    // f64 then f32 rounding can differ from one fused rounding by one f16
-                    // ulp at most.
-                    let ulp = f16::from_f32(want).to_f32().abs().max(6.1e-5) / 1024.0;
-                    assert!((slow[i] - want).abs() <= ulp, "i={i}");
-                }
+            let v: Vec<f16> = rand_vec(n, n as u64, 8.0)
+                .iter()
+                .map(|&x| f16::from_f32(x))
+                .collect();
+            let start = rand_vec(n, n as u64 + 7, 8.0);
+            let mut fast = start.clone();
+            let mut slow = start.clone();
+            acc_mad_f16(&mut fast, &v, 0.37);
+            acc_mad_f16_scalar(&mut slow, &v, 0.37);
+            assert_eq!(fast, slow, "n={n}");
+            for i in 0..n {
+                let want = v[i].to_f64() * 0.37f32 as f64 + start[i] as f64;
+                assert!(
+                    (slow[i] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "i={i}"
+                );
             }
         }
     }
@@ -349,15 +339,18 @@ mod tests {
                 .iter()
                 .map(|&x| f16::from_f32(x))
                 .collect();
-            for (n_slots, seed) in [(0usize, 1u64), (1, 2), (9, 3), (17, 4), (100, 5)] {
+            for (n_slots, g, seed) in [
+                (0usize, 1usize, 1u64),
+                (1, 3, 2),
+                (9, 1, 3),
+                (17, 6, 4),
+                (100, 4, 5),
+            ] {
                 // Slots out of order, as a paged cache hands them out.
                 let slots: Vec<usize> = (0..n_slots)
                     .map(|i| (i * 37 + seed as usize) % n_rows)
                     .collect();
-                let q: Vec<f32> = rand_vec(hd, seed + 11, 1.0)
-                    .iter()
-                    .map(|&x| round16(x))
-                    .collect();
+                let q = rand_vec(g * hd, seed + 11, 1.0);
                 let kv = KvHead {
                     k: &k,
                     v: &v,
@@ -369,46 +362,53 @@ mod tests {
                     head_dim_v: hd,
                 };
                 let scale = 1.0 / (hd as f32).sqrt();
-                let mut fast = vec![f32::NAN; hd];
-                let mut twin = vec![f32::NAN; hd];
-                attend_f16(&q, &kv, &slots, scale, &mut fast);
-                attend_f16_scalar(&q, &kv, &slots, scale, &mut twin);
-                // Plain softmax in f64 as the independent reference.
-                let scores: Vec<f64> = slots
-                    .iter()
-                    .map(|&sl| {
-                        kv.key(sl)
-                            .iter()
-                            .zip(&q)
-                            .map(|(&a, &b)| a.to_f64() * b as f64)
-                            .sum::<f64>()
-                            * scale as f64
-                    })
-                    .collect();
-                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
-                for d in 0..hd {
-                    let want = if slots.is_empty() {
-                        0.0
-                    } else {
-                        slots
-                            .iter()
-                            .zip(&scores)
-                            .map(|(&sl, s)| (s - m).exp() / z * kv.value(sl)[d].to_f64())
-                            .sum::<f64>()
-                    };
-                    // The accumulator is rounded to f16 after every key.
-                    let tol = 4e-3 * (1.0 + want.abs()) * (1.0 + (n_slots as f64).sqrt());
-                    assert!(
-                        (twin[d] as f64 - want).abs() <= tol,
-                        "hd={hd} n={n_slots} d={d}: {} vs {want}",
-                        twin[d]
+                let mut fast = vec![f32::NAN; g * hd];
+                let mut twin = vec![f32::NAN; g * hd];
+                attend_heads(&q, &kv, &slots, scale, &mut fast);
+                attend_heads_scalar(&q, &kv, &slots, scale, &mut twin);
+                for h in 0..g {
+                    // A head alone gives the same bits as within its group.
+                    let mut one = vec![f32::NAN; hd];
+                    attend_heads(&q[h * hd..(h + 1) * hd], &kv, &slots, scale, &mut one);
+                    assert_eq!(
+                        one[..],
+                        fast[h * hd..(h + 1) * hd],
+                        "hd={hd} n={n_slots} h={h}"
                     );
-                    assert!(
-                        (fast[d] as f64 - want).abs() <= tol,
-                        "hd={hd} n={n_slots} d={d}: {} vs {want}",
-                        fast[d]
-                    );
+                    // Plain softmax in f64 as the independent reference.
+                    let qh = &q[h * hd..(h + 1) * hd];
+                    let scores: Vec<f64> = slots
+                        .iter()
+                        .map(|&sl| {
+                            kv.key(sl)
+                                .iter()
+                                .zip(qh)
+                                .map(|(&a, &b)| a.to_f64() * b as f64)
+                                .sum::<f64>()
+                                * scale as f64
+                        })
+                        .collect();
+                    let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
+                    for d in 0..hd {
+                        let want = if slots.is_empty() {
+                            0.0
+                        } else {
+                            slots
+                                .iter()
+                                .zip(&scores)
+                                .map(|(&sl, s)| (s - m).exp() / z * kv.value(sl)[d].to_f64())
+                                .sum::<f64>()
+                        };
+                        let tol = 1e-5 * (1.0 + want.abs()) * (1.0 + n_slots as f64);
+                        for (name, got) in [("twin", twin[h * hd + d]), ("fast", fast[h * hd + d])]
+                        {
+                            assert!(
+                                (got as f64 - want).abs() <= tol,
+                                "{name} hd={hd} n={n_slots} h={h} d={d}: {got} vs {want}"
+                            );
+                        }
+                    }
                 }
                 if exact {
                     assert_eq!(fast, twin, "hd={hd} n={n_slots}");

@@ -1,22 +1,22 @@
-//! AVX-512 twin of [`super::attend_f16_scalar`] for head sizes 64, 128 and 256.
+//! AVX-512 twin of [`super::attend_heads_scalar`] for head sizes 64, 128 and 256.
 //!
-//! The query stays in registers (or L1), the value accumulator in registers for the whole
-//! pass; keys are scored eight at a time (independent dot products the core can overlap)
-//! and then folded in one by one with exactly the scalar twin's operations: the same fused
-//! multiply-adds, the same f16 roundings, the same `expf`.
+//! Per key, the key and value rows are converted from f16 once and used by every head of
+//! the group; each head's dot product is summed in [`super::dot_f16_f32_lanes16`]'s order
+//! and its accumulator (in `out`, so L1) updated with the twin's exact operations.
 //!
 //! Every function is an `unsafe fn` with `#[target_feature]`: the one contract is that the
-//! CPU has AVX-512 F, AVX2, FMA and F16C. Loads read fixed-size arrays of exactly the loaded
-//! width (slices are cut with bounds checks), so memory safety does not depend on inputs.
+//! CPU has AVX-512 F, AVX2, FMA and F16C. Loads and stores go through fixed-size arrays of
+//! exactly the accessed width (slices are cut with bounds checks), so memory safety does not
+//! depend on the inputs.
 
 use super::{online_step, KvHead};
 use half::f16;
 use std::arch::x86_64::*;
 
-/// Keys scored per batch before they are folded in.
-const CHUNK: usize = 8;
+/// Most heads per group handled in one sweep (larger groups are taken in parts).
+const MAX_G: usize = 8;
 
-/// Runs the kernel when the head sizes are ones it is built for; `false` (and `acc`
+/// Runs the kernel when the head sizes are ones it is built for; `false` (and `out`
 /// untouched) otherwise.
 ///
 /// # Safety
@@ -26,16 +26,35 @@ pub(super) unsafe fn attend(
     kv: &KvHead<'_>,
     slots: &[usize],
     scale: f32,
-    acc: &mut [f32],
+    out: &mut [f32],
 ) -> bool {
-    // SAFETY (all three): the caller guarantees the CPU features.
-    match (kv.head_dim, kv.head_dim_v) {
-        (64, 64) => unsafe { pass::<4>(q, kv, slots, scale, acc) },
-        (128, 128) => unsafe { pass::<8>(q, kv, slots, scale, acc) },
-        (256, 256) => unsafe { pass::<16>(q, kv, slots, scale, acc) },
+    if kv.head_dim != kv.head_dim_v {
+        return false;
+    }
+    let hd = kv.head_dim;
+    let f = match hd {
+        64 => heads::<4>,
+        128 => heads::<8>,
+        256 => heads::<16>,
         _ => return false,
+    };
+    for (qg, og) in q.chunks(MAX_G * hd).zip(out.chunks_mut(MAX_G * hd)) {
+        // SAFETY: the caller guarantees the CPU features.
+        unsafe { f(qg, kv, slots, scale, og) };
     }
     true
+}
+
+/// `s` as consecutive 16-element arrays.
+fn chunks16<T>(s: &[T]) -> impl Iterator<Item = &[T; 16]> {
+    s.chunks_exact(16)
+        .filter_map(|c| <&[T; 16]>::try_from(c).ok())
+}
+
+/// `s` as consecutive mutable 16-element arrays.
+fn chunks16_mut<T>(s: &mut [T]) -> impl Iterator<Item = &mut [T; 16]> {
+    s.chunks_exact_mut(16)
+        .filter_map(|c| <&mut [T; 16]>::try_from(c).ok())
 }
 
 #[inline]
@@ -46,26 +65,23 @@ unsafe fn load_f16(h: &[f16; 16]) -> __m512 {
 }
 
 #[inline]
-#[target_feature(enable = "avx512f,avx2,f16c")]
-unsafe fn round16(x: __m512) -> __m512 {
-    _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+#[target_feature(enable = "avx512f")]
+unsafe fn load(x: &[f32; 16]) -> __m512 {
+    // SAFETY: `x` is exactly 16 readable f32; loadu has no alignment requirement.
+    unsafe { _mm512_loadu_ps(x.as_ptr()) }
 }
 
-/// `h` as consecutive 16-element arrays.
-fn chunks16<T>(h: &[T]) -> impl Iterator<Item = &[T; 16]> {
-    h.chunks_exact(16)
-        .filter_map(|c| <&[T; 16]>::try_from(c).ok())
-}
-
-/// The dot product in [`super::dot_f16_f32_lanes16`]'s order.
 #[inline]
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn dot<const D: usize>(k: &[f16], q: &[__m512; D]) -> f32 {
-    let mut s = [_mm512_setzero_ps(); 2];
-    for (c, (kc, qc)) in chunks16(k).zip(q).enumerate() {
-        s[c % 2] = _mm512_fmadd_ps(load_f16(kc), *qc, s[c % 2]);
-    }
-    let t = _mm512_add_ps(s[0], s[1]);
+#[target_feature(enable = "avx512f")]
+unsafe fn store(x: &mut [f32; 16], v: __m512) {
+    // SAFETY: `x` is exactly 16 writable f32; storeu has no alignment requirement.
+    unsafe { _mm512_storeu_ps(x.as_mut_ptr(), v) }
+}
+
+/// Halves folded down to lane 0, as the twin sums them.
+#[inline]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn fold(t: __m512) -> f32 {
     let t8 = _mm256_add_ps(
         _mm512_castps512_ps256(t),
         _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(t))),
@@ -75,47 +91,63 @@ unsafe fn dot<const D: usize>(k: &[f16], q: &[__m512; D]) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)))
 }
 
-/// The whole pass for `D` 16-lane chunks per head.
+/// Up to [`MAX_G`] heads of `D` 16-lane chunks each (`q`: `[g, 16·D]`, `out` likewise).
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn pass<const D: usize>(
+unsafe fn heads<const D: usize>(
     q: &[f32],
     kv: &KvHead<'_>,
     slots: &[usize],
     scale: f32,
-    acc: &mut [f32],
+    out: &mut [f32],
 ) {
-    let mut qv = [_mm512_setzero_ps(); D];
-    for (v, c) in qv.iter_mut().zip(chunks16(q)) {
-        // SAFETY: `c` is exactly 16 readable f32; loadu has no alignment requirement.
-        *v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
-    }
-    let mut a = [_mm512_setzero_ps(); D];
-    let mut max = f32::NEG_INFINITY;
-    let mut sum = 0.0f32;
-    for chunk in slots.chunks(CHUNK) {
-        let mut scores = [0.0f32; CHUNK];
-        for (s, &slot) in scores.iter_mut().zip(chunk) {
-            *s = dot::<D>(kv.key(slot), &qv) * scale;
+    let hd = 16 * D;
+    let g = (q.len() / hd).min(out.len() / hd).min(MAX_G);
+    let (q, out) = (&q[..g * hd], &mut out[..g * hd]);
+    out.iter_mut().for_each(|a| *a = 0.0);
+    let mut max = [f32::NEG_INFINITY; MAX_G];
+    let mut sum = [0.0f32; MAX_G];
+    for &slot in slots {
+        let mut kf = [_mm512_setzero_ps(); D];
+        for (x, c) in kf.iter_mut().zip(chunks16(kv.key(slot))) {
+            *x = load_f16(c);
         }
-        for (&score, &slot) in scores.iter().zip(chunk) {
-            let (ms, vs) = online_step(score, &mut max);
-            if ms != 1.0 {
-                let m = _mm512_set1_ps(ms);
-                for x in a.iter_mut() {
-                    *x = round16(_mm512_mul_ps(*x, m));
+        let mut ms = [1.0f32; MAX_G];
+        let mut vs = [0.0f32; MAX_G];
+        for (h, qh) in q.chunks_exact(hd).enumerate() {
+            // Even chunks into `s0`, odd into `s1` (D is even), as the twin sums them.
+            let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            for (k2, q2) in kf.chunks_exact(2).zip(qh.chunks_exact(32)) {
+                let (qa, qb) = q2.split_at(16);
+                if let (Ok(qa), Ok(qb)) = (<&[f32; 16]>::try_from(qa), <&[f32; 16]>::try_from(qb)) {
+                    s0 = _mm512_fmadd_ps(k2[0], load(qa), s0);
+                    s1 = _mm512_fmadd_ps(k2[1], load(qb), s1);
                 }
             }
-            let w = _mm512_set1_ps(vs);
-            for (x, vc) in a.iter_mut().zip(chunks16(kv.value(slot))) {
-                *x = round16(_mm512_fmadd_ps(load_f16(vc), w, *x));
+            let score = fold(_mm512_add_ps(s0, s1)) * scale;
+            (ms[h], vs[h]) = online_step(score, &mut max[h]);
+        }
+        let mut vf = [_mm512_setzero_ps(); D];
+        for (x, c) in vf.iter_mut().zip(chunks16(kv.value(slot))) {
+            *x = load_f16(c);
+        }
+        for (h, oh) in out.chunks_exact_mut(hd).enumerate() {
+            if ms[h] != 1.0 {
+                let m = _mm512_set1_ps(ms[h]);
+                for a in chunks16_mut(oh) {
+                    store(a, _mm512_mul_ps(load(a), m));
+                }
             }
-            sum = sum * ms + vs;
+            let w = _mm512_set1_ps(vs[h]);
+            for (a, v) in chunks16_mut(oh).zip(&vf) {
+                store(a, _mm512_fmadd_ps(*v, w, load(a)));
+            }
+            sum[h] = sum[h] * ms[h] + vs[h];
         }
     }
-    let inv = _mm512_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
-    for (x, out) in a.iter().zip(acc.chunks_exact_mut(16)) {
-        // SAFETY: `out` is exactly 16 writable f32 (a `chunks_exact_mut(16)` piece); storeu
-        // has no alignment requirement.
-        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), _mm512_mul_ps(*x, inv)) };
+    for (oh, &s) in out.chunks_exact_mut(hd).zip(&sum) {
+        let inv = _mm512_set1_ps(if s == 0.0 { 0.0 } else { 1.0 / s });
+        for a in chunks16_mut(oh) {
+            store(a, _mm512_mul_ps(load(a), inv));
+        }
     }
 }

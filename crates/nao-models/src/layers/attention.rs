@@ -5,18 +5,19 @@
 //! across the thread pool, and each query runs one online-softmax pass over its keys
 //! (Milakov & Gimelshein 2018, https://arxiv.org/abs/1805.02867; flash attention).
 //!
-//! Numerics follow ggml's default CPU attention (flash attention over an f16 KV cache), so
-//! that nao's outputs sit within llama.cpp's own run-to-run noise: keys and values are cached
-//! in f16 (half the memory of f32), queries are rounded to f16, and the weighted sum of values
-//! is kept at f16 precision. Small models with large activations (Gemma-3-270M) move by
-//! tenths of a nat when any of these roundings changes.
+//! Numerics follow ggml's CPU flash attention as it runs on prompt batches (its tiled path):
+//! keys and values are cached in f16 (half the memory of f32), queries are rounded to f16
+//! (as ggml's one-token path rounds them), and the
+//! weighted sum of values is accumulated in f32. Unlike ggml, nao uses the same per-key
+//! computation for one token as for a batch (see [`nao_kernels::attn`]), so a token's
+//! attention output does not depend on how its prompt was chunked or batched.
 
 use crate::layers::kv::{LayerCache, Rows};
 use crate::layers::{Compute, Linear};
 use crate::ModelError;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use nao_kernels::attn::{attend_f16, KvHead};
+use nao_kernels::attn::{attend_heads, KvHead};
 use nao_kernels::ops::{rms_norm_chunks, Rope};
 use nao_kernels::pool::SharedMut;
 
@@ -78,22 +79,34 @@ impl Attention {
             cache.k[slot * kd..(slot + 1) * kd].convert_from_f32_slice(&k[i * kd..(i + 1) * kd]);
             cache.v[slot * vd..(slot + 1) * vd].convert_from_f32_slice(&v[i * vd..(i + 1) * vd]);
         }
-        // Round queries to f16 precision, as the cached keys are.
+        // Round queries to f16 precision, as the cached keys are (ggml converts the query
+        // to the KV type for the score dot product).
         let mut q16 = vec![f16::ZERO; q.len()];
-        round_f16(&mut q, &mut q16);
+        q16.convert_from_f32_slice(&q);
+        q16.convert_to_f32_slice(&mut q);
 
         let od = s.n_head * s.head_dim_v;
         let mut out = vec![0.0f32; n * od]; // [n, n_head * head_dim_v]
         let w = SharedMut::new(&mut out);
         let group = s.n_head / s.n_head_kv;
+        // A job is one position's query heads that share a KV head (keys and values are
+        // converted once for them); with few positions (decode) the heads are split so that
+        // every thread gets work. Each head's result does not depend on the split.
+        let split = if n * s.n_head_kv < 2 * c.pool.n_threads() {
+            group
+        } else {
+            1
+        };
+        let per_job = group / split;
         let (ck, cv) = (&cache.k, &cache.v);
         let q = &q;
-        c.pool.for_ranges(s.n_head * n, &|range| {
-            let mut acc = vec![0.0f32; s.head_dim_v];
+        c.pool.for_ranges(n * s.n_head_kv * split, &|range| {
             let mut slots = Vec::new();
             let mut slots_of = usize::MAX;
             for job in range {
-                let (i, h) = (job / s.n_head, job % s.n_head);
+                let i = job / (s.n_head_kv * split);
+                let kh = job / split % s.n_head_kv;
+                let h0 = kh * group + job % split * per_job;
                 if slots_of != i {
                     // Cache rows this query attends to, shared by its heads.
                     let (seq, p) = rows.rows[i];
@@ -105,7 +118,6 @@ impl Attention {
                     slots.extend((lo..=p).map(|kp| rows.slot(seq, kp)));
                     slots_of = i;
                 }
-                let kh = h / group;
                 let kv = KvHead {
                     k: ck,
                     v: cv,
@@ -116,20 +128,14 @@ impl Attention {
                     head_dim: s.head_dim,
                     head_dim_v: s.head_dim_v,
                 };
-                let qh = &q[i * qd + h * s.head_dim..i * qd + (h + 1) * s.head_dim];
-                attend_f16(qh, &kv, &slots, self.scale, &mut acc);
-                let base = i * od + h * s.head_dim_v;
-                for (d, &a) in acc.iter().enumerate() {
-                    w.write(base + d, a);
-                }
+                let qh = &q[i * qd + h0 * s.head_dim..i * qd + (h0 + per_job) * s.head_dim];
+                let base = i * od + h0 * s.head_dim_v;
+                // SAFETY: jobs cover disjoint (position, head range) pairs, so this output
+                // range is written by this job alone; `out` outlives the pool call.
+                let dst = unsafe { w.slice_mut(base..base + per_job * s.head_dim_v) };
+                attend_heads(qh, &kv, &slots, self.scale, dst);
             }
         });
         self.o.apply(&out, n, c)
     }
-}
-
-/// Rounds every value of `x` to the nearest f16 (through `tmp`, SIMD conversions).
-fn round_f16(x: &mut [f32], tmp: &mut [f16]) {
-    tmp.convert_from_f32_slice(x);
-    tmp.convert_to_f32_slice(x);
 }
