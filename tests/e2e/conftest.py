@@ -1,13 +1,16 @@
 """Shared helpers of the end-to-end tests: start the real `nao serve` on a free loopback
 port with Gemma-3-270M, wait until it is healthy, read its metrics, stop it.
 
-Environment: NAO_BIN (the nao binary), NAO_MODEL (the GGUF file).
+Environment: NAO_BIN (the nao binary), NAO_MODEL (the GGUF file). Servers get an empty
+NAO_HOME of their own unless the test passes one, so a model store on the machine never
+changes what they list.
 """
 
 import os
 import re
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -16,6 +19,9 @@ import pytest
 NAO_BIN = os.environ.get("NAO_BIN", "target/release/nao")
 MODEL = os.environ.get("NAO_MODEL", "models/gemma-3-270m-q4_k_m.gguf")
 CTX = 1024
+# `model=` default of Server: this module's MODEL when the server starts (tests may point
+# MODEL at another file first).
+DEFAULT = object()
 
 
 def free_port():
@@ -25,17 +31,23 @@ def free_port():
 
 
 class Server:
-    """One `nao serve` process; `extra` are additional command-line arguments."""
+    """One `nao serve` process; `extra` are additional command-line arguments, `model` the
+    `-m` argument (default MODEL; None: no default model, only the store's)."""
 
-    def __init__(self, *extra, env=None):
+    def __init__(self, *extra, env=None, model=DEFAULT):
+        if model is DEFAULT:
+            model = MODEL
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.ctx = CTX
-        self.model_path = MODEL
-        cmd = [NAO_BIN, "serve", "-m", MODEL, "--port", str(self.port), "--ctx", str(CTX),
+        self.model_path = model
+        default = ["-m", model] if model is not None else []
+        cmd = [NAO_BIN, "serve", *default, "--port", str(self.port), "--ctx", str(CTX),
                "-t", "2", *extra]
+        # A store home that does not exist: `-m FILE` alone then serves just that file.
+        home = os.path.join(tempfile.gettempdir(), f"nao-e2e-no-store-{os.getpid()}")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**os.environ, **(env or {})})
+                                     env={**os.environ, "NAO_HOME": home, **(env or {})})
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -97,12 +109,12 @@ def embed_server(start_server):
 
 @pytest.fixture(scope="session")
 def start_server():
-    """`start_server(*args, env=None)` starts a server; any left running at the end of the
-    session are stopped."""
+    """`start_server(*args, env=None, model=MODEL)` starts a server; any left running at the
+    end of the session are stopped."""
     started = []
 
-    def start(*extra, env=None):
-        s = Server(*extra, env=env)
+    def start(*extra, env=None, model=DEFAULT):
+        s = Server(*extra, env=env, model=model)
         started.append(s)
         return s
 

@@ -232,3 +232,68 @@ pub trait EngineHandle: Send + Sync + 'static {
 
     fn stats(&self) -> EngineStats;
 }
+
+/// One model a [`ModelProvider`] can serve, loaded or not.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    /// From the running engine when loaded; else what the file's metadata says, with
+    /// `n_ctx` the context it would be served with and `created` the file's time.
+    pub info: ModelInfo,
+    pub loaded: bool,
+}
+
+/// Why no engine could be had for a model name.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AcquireError {
+    /// No loaded or loadable model has this name (HTTP 404).
+    #[error("the model `{0}` does not exist")]
+    NotFound(String),
+    /// The request names no model and the server has no default one (HTTP 400).
+    #[error("`model` is required: this server serves several models (see /v1/models)")]
+    NoDefault,
+    /// The model would not fit in the memory available (HTTP 503); the message says what
+    /// it needs, what is free and which context would fit.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// Loading failed: a damaged file, an unsupported architecture (HTTP 500).
+    #[error("cannot load the model `{name}`: {reason}")]
+    LoadFailed { name: String, reason: String },
+    /// Every loaded model stayed busy (or too many requests wait for a load) for longer
+    /// than the wait limit (HTTP 503 with `Retry-After`).
+    #[error("the server is busy: {0}")]
+    Busy(String),
+}
+
+/// What the server needs to route requests by their `model` field: the engines of the
+/// models it serves, loaded on demand. Implemented by [`crate::manager::ModelManager`]
+/// (several models, least recently used unloaded first) and
+/// [`crate::manager::SingleModel`] (one engine, the tests' fakes).
+pub trait ModelProvider: Send + Sync + 'static {
+    /// The engine serving `name` (`None` or empty: the default model) for one request.
+    /// The model is not unloaded while the returned handle or a clone of it lives, so the
+    /// caller holds it until the response is complete. Accepts the id as listed, and a
+    /// name without its `:latest` tag. May block for seconds (loading, or waiting for a busy
+    /// model to finish before it is unloaded): call it from a blocking thread.
+    fn acquire(&self, name: Option<&str>)
+        -> Result<std::sync::Arc<dyn EngineHandle>, AcquireError>;
+
+    /// The model `name` refers to (as [`ModelProvider::acquire`] resolves it), without
+    /// loading it. May read model files: call it from a blocking thread.
+    fn describe(&self, name: Option<&str>) -> Result<ModelEntry, AcquireError>;
+
+    /// Every model: the default one first, then the others by id, loaded or not. May read
+    /// model files: call it from a blocking thread.
+    fn list(&self) -> Vec<ModelEntry>;
+
+    /// The models loaded now, most recently used first. Cheap (no I/O).
+    fn loaded(&self) -> Vec<ModelInfo>;
+
+    /// Unloads the loaded model `name` once no request holds it (at once when idle), as
+    /// Ollama's `keep_alive: 0` asks; a request for it before then keeps it loaded.
+    /// Returns whether such a model was loaded. Never blocks.
+    fn unload(&self, name: &str) -> bool;
+
+    /// Engine counters over every model: counters (`*_tokens`, `preemptions`) include the
+    /// models unloaded since start, so they never go down; gauges are of the loaded ones.
+    fn stats(&self) -> EngineStats;
+}

@@ -8,6 +8,9 @@
 //! - [`scheduler`]: the pure scheduling state machine; [`blocks`]: KV blocks and the prefix
 //!   cache; [`stop`]: stop strings over streamed text.
 //! - [`generate`]: the single-sequence generation loop (prefill, decode, stop at EOG).
+//! - [`manager`]: serving several models — [`manager::ModelManager`] loads them on demand
+//!   and unloads the least recently used idle one ([`manager::lru`], a pure state
+//!   machine); [`manager::SingleModel`] serves one engine. Both are [`api::ModelProvider`]s.
 //! - [`embed`]: embeddings — [`embed::EmbedHandle`] (the server's side) and
 //!   [`embed::Embedder`] (tokenizer + encoder); [`embed_worker`]: the thread that owns it.
 
@@ -18,6 +21,7 @@ pub mod embed;
 pub mod embed_worker;
 pub mod engine;
 pub mod generate;
+pub mod manager;
 pub mod sample;
 pub mod scheduler;
 pub mod stop;

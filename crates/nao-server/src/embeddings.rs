@@ -319,58 +319,56 @@ pub fn base64_f32(v: &[f32]) -> String {
     out
 }
 
-/// `GET /v1/models`: the chat model and the embedding model (the chat model's own
-/// listing when no embedding model is served).
+/// `GET /v1/models`: the chat models (loaded or loadable) and the embedding model.
 pub async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     if state.embedder.is_none() {
         return crate::openai::list_models(State(state)).await;
     }
-    json_response(&json!({"object": "list", "data": models(&state)}))
+    match models(&state).await {
+        Ok(data) => json_response(&json!({"object": "list", "data": data})),
+        Err(e) => e.into_response(),
+    }
 }
 
-/// `GET /v1/models/{id}`, over both models.
+/// `GET /v1/models/{id}`, over the chat models and the embedding model.
 pub async fn get_model(
     State(state): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    if state.embedder.is_none() {
+    let Some(e) = state.embedder.as_ref().map(|e| e.info()) else {
         return crate::openai::get_model(State(state), id).await;
-    }
-    let id = match id {
-        Ok(Path(id)) => id,
-        Err(e) => return ApiError::bad_body(e.body_text()).into_response(),
     };
-    match models(&state).into_iter().find(|m| m["id"] == id.as_str()) {
-        Some(m) => json_response(&m),
-        None => ApiError::ModelNotFound(id).into_response(),
+    match &id {
+        Ok(Path(id)) if *id == e.id => json_response(&embed_json(&e)),
+        _ => crate::openai::get_model(State(state), id).await,
     }
 }
 
-fn models(state: &AppState) -> Vec<Value> {
-    let chat = state.engine.model_info();
-    let mut out = Vec::with_capacity(2);
+fn embed_json(e: &nao_engine::embed::EmbedModelInfo) -> Value {
+    json!({
+        "id": e.id,
+        "object": "model",
+        "created": e.created,
+        "owned_by": "nao",
+        "context_length": e.max_tokens,
+        "embedding_dimensions": e.n_embd,
+        "loaded": true,
+    })
+}
+
+async fn models(state: &AppState) -> Result<Vec<Value>, ApiError> {
+    let chat = crate::openai::chat_models(state).await?;
     let embed = state.embedder.as_ref().map(|e| e.info());
-    // Embedding-only servers describe the embedding model through the engine handle too.
-    if embed.as_ref().is_none_or(|e| e.id != chat.id) {
-        out.push(json!({
-            "id": chat.id,
-            "object": "model",
-            "created": chat.created,
-            "owned_by": "nao",
-            "context_length": chat.n_ctx,
-        }));
-    }
+    let mut out: Vec<Value> = chat
+        .iter()
+        // Embedding-only servers describe the embedding model through the engine too.
+        .filter(|m| embed.as_ref().is_none_or(|e| e.id != m.info.id))
+        .map(crate::openai::model_json)
+        .collect();
     if let Some(e) = embed {
-        out.push(json!({
-            "id": e.id,
-            "object": "model",
-            "created": e.created,
-            "owned_by": "nao",
-            "context_length": e.max_tokens,
-            "embedding_dimensions": e.n_embd,
-        }));
+        out.push(embed_json(&e));
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use nao_engine::api::{PromptError, SubmitError};
+use nao_engine::api::{AcquireError, PromptError, SubmitError};
 use serde_json::{json, Value};
 
 /// A client-visible failure.
@@ -47,6 +47,10 @@ pub enum ApiError {
     /// 503: the engine or the server is going away.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the requested model does not fit in the memory free now; the message says
+    /// what it needs, what is free and which context would fit.
+    #[error("{0}")]
+    InsufficientMemory(String),
     /// 500: a real internal fault (the engine failed a request it had accepted).
     #[error("{0}")]
     Internal(String),
@@ -78,9 +82,9 @@ impl ApiError {
             ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded { .. }
+            | ApiError::Unavailable(_)
+            | ApiError::InsufficientMemory(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,9 +93,10 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "authentication_error",
-            ApiError::Overloaded { .. } | ApiError::Unavailable(_) | ApiError::Internal(_) => {
-                "server_error"
-            }
+            ApiError::Overloaded { .. }
+            | ApiError::Unavailable(_)
+            | ApiError::InsufficientMemory(_)
+            | ApiError::Internal(_) => "server_error",
             _ => "invalid_request_error",
         }
     }
@@ -107,6 +112,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => Some("request_too_large"),
             ApiError::Overloaded { .. } => Some("server_overloaded"),
             ApiError::Unavailable(_) => Some("service_unavailable"),
+            ApiError::InsufficientMemory(_) => Some("insufficient_memory"),
             ApiError::Internal(_) => None,
         }
     }
@@ -220,6 +226,24 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Maps a failure to get a model's engine (unknown name, load refused or failed,
+    /// every model busy for too long).
+    pub fn from_acquire(err: AcquireError, retry_after_secs: u64) -> Self {
+        let message = err.to_string();
+        match err {
+            AcquireError::NotFound(name) => ApiError::ModelNotFound(name),
+            AcquireError::NoDefault => ApiError::bad("model", message),
+            AcquireError::OutOfMemory(m) => ApiError::InsufficientMemory(m),
+            AcquireError::LoadFailed { .. } => ApiError::Internal(message),
+            AcquireError::Busy(_) => ApiError::Overloaded {
+                message,
+                retry_after_secs,
+            },
+        }
+    }
+}
+
 impl From<PromptError> for ApiError {
     fn from(err: PromptError) -> Self {
         let message = err.to_string();
@@ -258,6 +282,7 @@ mod tests {
                 retry_after_secs: 1,
             },
             ApiError::Unavailable("x".into()),
+            ApiError::InsufficientMemory("x".into()),
             ApiError::Internal("x".into()),
         ];
         for e in all {
@@ -314,5 +339,30 @@ mod tests {
             ApiError::from(PromptError::BadMessages("x".into())).status(),
             400
         );
+    }
+
+    #[test]
+    fn acquire_errors_map_to_statuses() {
+        let a = |e| ApiError::from_acquire(e, 2);
+        let nf = a(AcquireError::NotFound("m".into()));
+        assert_eq!(nf.status(), 404);
+        assert_eq!(nf.to_json()["error"]["code"], "model_not_found");
+        assert_eq!(
+            a(AcquireError::NoDefault).to_json()["error"]["param"],
+            "model"
+        );
+        assert_eq!(a(AcquireError::NoDefault).status(), 400);
+        let oom = a(AcquireError::OutOfMemory("needs 9 GiB".into()));
+        assert_eq!(oom.status(), 503);
+        assert_eq!(oom.to_json()["error"]["code"], "insufficient_memory");
+        assert_eq!(oom.to_ollama_json(), json!({"error": "needs 9 GiB"}));
+        let failed = a(AcquireError::LoadFailed {
+            name: "m".into(),
+            reason: "bad magic".into(),
+        });
+        assert_eq!(failed.status(), 500);
+        let busy = a(AcquireError::Busy("waited".into())).into_response();
+        assert_eq!(busy.status(), 503);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "2");
     }
 }

@@ -1,4 +1,5 @@
-//! nao-server: an OpenAI- and Ollama-compatible HTTP server over an [`EngineHandle`].
+//! nao-server: an OpenAI- and Ollama-compatible HTTP server over a [`ModelProvider`] (the
+//! engines of the models it serves, by name) or a single [`EngineHandle`].
 //!
 //! - [`router`] / [`serve`]: routes, limits, graceful shutdown (this file).
 //! - [`error`]: [`ApiError`], the one place errors become status codes and OpenAI (or
@@ -11,8 +12,10 @@
 //!   embedding model, over an optional [`EmbedHandle`].
 //! - `metrics`: `/metrics` (Prometheus text) and the one-line request log.
 //!
-//! The server never sees the model: it renders and tokenizes prompts through the engine
-//! handle and reads events back, so its tests run against a fake engine.
+//! The server never sees the model: it asks the provider for the engine of the model a
+//! request names (the provider loads models; the server never does), renders and
+//! tokenizes prompts through that engine handle and reads events back, so its tests run
+//! against fake engines.
 
 mod auth;
 mod embeddings;
@@ -30,8 +33,9 @@ use axum::middleware;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use nao_engine::api::EngineHandle;
+use nao_engine::api::{EngineHandle, ModelProvider};
 use nao_engine::embed::EmbedHandle;
+use nao_engine::manager::SingleModel;
 use serde_json::json;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -90,7 +94,8 @@ impl Default for ServerConfig {
 
 /// What every handler shares.
 pub(crate) struct AppState {
-    pub engine: Arc<dyn EngineHandle>,
+    /// The chat models, by name.
+    pub models: Arc<dyn ModelProvider>,
     /// The embedding model, when one is served.
     pub embedder: Option<Arc<dyn EmbedHandle>>,
     pub cfg: ServerConfig,
@@ -99,8 +104,8 @@ pub(crate) struct AppState {
     pub abort: watch::Receiver<bool>,
 }
 
-/// The application without a listener (for tests and for embedding). Requests in flight
-/// are never aborted by this router alone; [`serve`] adds that.
+/// The application over one engine, without a listener (for tests and for embedding).
+/// Requests in flight are never aborted by this router alone; [`serve`] adds that.
 pub fn router(engine: Arc<dyn EngineHandle>, cfg: ServerConfig) -> Router {
     router_with_embedder(engine, None, cfg)
 }
@@ -112,19 +117,29 @@ pub fn router_with_embedder(
     embedder: Option<Arc<dyn EmbedHandle>>,
     cfg: ServerConfig,
 ) -> Router {
+    router_with_models(Arc::new(SingleModel::new(engine)), embedder, cfg)
+}
+
+/// The application over several models: each request goes to the model its `model`
+/// field names, as `models` resolves (and loads) it.
+pub fn router_with_models(
+    models: Arc<dyn ModelProvider>,
+    embedder: Option<Arc<dyn EmbedHandle>>,
+    cfg: ServerConfig,
+) -> Router {
     let (_tx, rx) = watch::channel(false);
-    build(engine, embedder, cfg, rx)
+    build(models, embedder, cfg, rx)
 }
 
 fn build(
-    engine: Arc<dyn EngineHandle>,
+    models: Arc<dyn ModelProvider>,
     embedder: Option<Arc<dyn EmbedHandle>>,
     cfg: ServerConfig,
     abort: watch::Receiver<bool>,
 ) -> Router {
     let limit = cfg.max_body_bytes;
     let state = Arc::new(AppState {
-        engine,
+        models,
         embedder,
         cfg,
         metrics: Arc::new(metrics::Metrics::default()),
@@ -134,7 +149,7 @@ fn build(
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(embeddings::create))
-        // The listing covers both models (the chat model alone without an embedder).
+        // The listing covers the chat models and the embedding model.
         .route("/v1/models", get(embeddings::list_models))
         .route("/v1/models/{*id}", get(embeddings::get_model))
         .route("/health", get(health))
@@ -212,10 +227,22 @@ pub async fn serve_with_embedder(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let models = Arc::new(SingleModel::new(engine));
+    serve_with_models(listener, models, embedder, cfg, shutdown).await
+}
+
+/// [`serve`] over several models (see [`router_with_models`]).
+pub async fn serve_with_models(
+    listener: tokio::net::TcpListener,
+    models: Arc<dyn ModelProvider>,
+    embedder: Option<Arc<dyn EmbedHandle>>,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let drain = cfg.shutdown_drain;
     let (abort_tx, abort_rx) = watch::channel(false);
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let app = build(engine, embedder, cfg, abort_rx);
+    let app = build(models, embedder, cfg, abort_rx);
     let signal = async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -3,7 +3,9 @@
 //! Written by hand from atomics rather than through the `metrics` crate: the set is small
 //! and fixed, and the exporter would cost more build time than this file. Engine-side
 //! numbers (queue depth, KV blocks, token totals) come from [`EngineStats`] at scrape
-//! time; latency histograms are measured here, from event arrival times, so they include
+//! time, aggregated over the models served (token counters include models unloaded since
+//! start, so they never go down; gauges are of the models loaded now, whose number is
+//! `nao_models_loaded`); latency histograms are measured here, from event arrival times, so they include
 //! what a client actually waits for (queueing, prefill, channel hops).
 
 use crate::AppState;
@@ -108,7 +110,7 @@ impl Metrics {
         *map.entry((endpoint, status)).or_insert(0) += 1;
     }
 
-    pub fn render(&self, stats: &EngineStats) -> String {
+    pub fn render(&self, stats: &EngineStats, models_loaded: usize) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP nao_requests_total HTTP requests by endpoint and status.\n");
         out.push_str("# TYPE nao_requests_total counter\n");
@@ -174,6 +176,12 @@ impl Metrics {
             "gauge",
             "KV cache blocks free.",
             s.kv_blocks_total.saturating_sub(s.kv_blocks_used) as u64,
+        );
+        metric(
+            "nao_models_loaded",
+            "gauge",
+            "Models loaded now.",
+            models_loaded as u64,
         );
         self.ttft.render(
             &mut out,
@@ -308,7 +316,9 @@ pub fn log_line(
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state.metrics.render(&state.engine.stats());
+    let body = state
+        .metrics
+        .render(&state.models.stats(), state.models.loaded().len());
     (
         StatusCode::OK,
         [(

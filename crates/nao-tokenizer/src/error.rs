@@ -1,4 +1,5 @@
-//! The crate's error type: every way metadata can be unusable, named.
+//! The crate's error type: every way metadata or a tokenizer directory can be unusable,
+//! named.
 
 /// Why a tokenizer could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -7,7 +8,7 @@ pub enum TokenizerError {
     MissingKey(&'static str),
     #[error("reading GGUF metadata: {0}")]
     Gguf(#[from] nao_gguf::GgufError),
-    #[error("unsupported tokenizer model `{0}` (expected `gpt2` or `llama`)")]
+    #[error("unsupported tokenizer model `{0}` (byte-level or SentencePiece-style BPE are)")]
     UnsupportedModel(String),
     #[error("unsupported pre-tokenizer `{0}`")]
     UnsupportedPre(String),
@@ -48,4 +49,15 @@ pub enum TokenizerError {
         add_key: &'static str,
         id_key: &'static str,
     },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// `tokenizer.json` that the `tokenizers` crate rejects (or cannot encode every byte).
+    #[error("{path}: {reason}")]
+    HfTokenizer { path: String, reason: String },
+    /// A tokenizer or generation config file that is not JSON or says something unusable.
+    #[error("{path}: {reason}")]
+    Config { path: String, reason: String },
 }

@@ -1,5 +1,9 @@
 //! [`Tokenizer`]: built from a [`Vocab`], encodes with llama.cpp's exact semantics
 //! (`llama_vocab::impl::tokenize`) and maps ids back to the bytes they stand for.
+//!
+//! A Hugging Face `tokenizer.json` ([`crate::hf`]) becomes the same tables (tokens, types,
+//! output bytes, special and end-of-generation ids) with the `tokenizers` crate as the
+//! encoder of the text between special tokens, so callers see one type either way.
 
 use crate::bpe::Bpe;
 use crate::hash::{FxMap, FxSet};
@@ -58,6 +62,17 @@ const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 enum Model {
     Bpe(Bpe),
     Spm,
+    /// `tokenizer.json` through the `tokenizers` crate; its added vocabulary is set to
+    /// leave special tokens as text (they are cut out by [`Tokenizer::partition`] first,
+    /// with the same rules as for GGUF vocabularies).
+    Hf(Box<tokenizers::Tokenizer>),
+}
+
+/// What a `tokenizer.json` adds to the [`Vocab`] built from it.
+pub(crate) struct HfParts {
+    pub(crate) tokenizer: tokenizers::Tokenizer,
+    /// More end-of-generation ids (`generation_config.json`'s `eos_token_id` list).
+    pub(crate) extra_eog: Vec<u32>,
 }
 
 /// A tokenizer reproducing llama.cpp's token ids.
@@ -92,6 +107,13 @@ enum Fragment {
 impl Tokenizer {
     /// Builds a tokenizer from plain metadata, validating it.
     pub fn from_vocab(v: Vocab) -> Result<Tokenizer, TokenizerError> {
+        Tokenizer::build(v, None)
+    }
+
+    /// [`Tokenizer::from_vocab`], or with `hf` the `tokenizer.json` backend: then `v` holds
+    /// its tables, ids absent from it mean absent (no llama.cpp defaults), and `v.add_bos`
+    /// / `v.add_eos` are set.
+    pub(crate) fn build(v: Vocab, hf: Option<HfParts>) -> Result<Tokenizer, TokenizerError> {
         let n = v.tokens.len();
         if n == 0 {
             return Err(TokenizerError::EmptyVocab);
@@ -193,7 +215,9 @@ impl Tokenizer {
                 }
             };
         let default = |id: u32| (id < n as u32).then_some(id);
-        let (def_bos, def_eos, def_unk) = if is_spm {
+        let (def_bos, def_eos, def_unk) = if hf.is_some() {
+            (None, None, None)
+        } else if is_spm {
             (default(1), default(2), default(0))
         } else {
             (default(11), default(11), None)
@@ -221,6 +245,11 @@ impl Tokenizer {
             .into_iter()
             .flatten()
             .collect();
+        for &id in hf.iter().flat_map(|p| &p.extra_eog) {
+            id_in_range("eos_token_id", Some(id))?;
+            eog.insert(id);
+            attrs[id as usize] |= ATTR_CONTROL;
+        }
         for t in EOG_TEXTS {
             if let Some(&id) = token_to_id.get(*t) {
                 eog.insert(id);
@@ -238,7 +267,7 @@ impl Tokenizer {
             attrs[end as usize] = ATTR_USER_DEFINED;
         }
 
-        let (pre, ignore_merges, bpe_add_bos) = if is_spm {
+        let (pre, ignore_merges, bpe_add_bos) = if is_spm || hf.is_some() {
             (PreType::Default, false, false)
         } else {
             PreType::from_name(v.pre.as_deref())?
@@ -259,7 +288,10 @@ impl Tokenizer {
             });
         }
 
-        let model = if is_spm {
+        let is_hf = hf.is_some();
+        let model = if let Some(p) = hf {
+            Model::Hf(Box::new(p.tokenizer))
+        } else if is_spm {
             Model::Spm
         } else {
             let merges = v
@@ -304,6 +336,18 @@ impl Tokenizer {
             }
         }
         offs.push(bytes.len());
+        if is_hf {
+            // The fallback for text the `tokenizers` model cannot encode: each byte as the
+            // first plain or byte token that stands for exactly it.
+            byte_tokens = [None; 256];
+            for id in 0..n {
+                if let &[b] = &bytes[offs[id]..offs[id + 1]] {
+                    if attrs[id] & (ATTR_NORMAL | ATTR_BYTE) != 0 {
+                        byte_tokens[b as usize].get_or_insert(id as u32);
+                    }
+                }
+            }
+        }
 
         Ok(Tokenizer {
             model,
@@ -375,11 +419,29 @@ impl Tokenizer {
                     }
                 }
             }
+            Model::Hf(hf) => {
+                for f in fragments {
+                    match f {
+                        Fragment::Text(s, e) => self.hf_encode(hf, &text[s..e], &mut out),
+                        Fragment::Token(id) => out.push(id),
+                    }
+                }
+            }
         }
         if add_special && self.add_eos {
             out.extend(self.eos);
         }
         out
+    }
+
+    /// One special-free piece of text through the `tokenizers` model. Loading checked that
+    /// it encodes every byte (`Tokenizer::from_hf_dir`); should a model still fail on some
+    /// text, its bytes go in one token each rather than vanish.
+    fn hf_encode(&self, hf: &tokenizers::Tokenizer, piece: &str, out: &mut Vec<u32>) {
+        match hf.encode_fast(piece, false) {
+            Ok(enc) => out.extend_from_slice(enc.get_ids()),
+            Err(_) => out.extend(piece.bytes().filter_map(|b| self.byte_tokens[b as usize])),
+        }
     }
 
     /// llama.cpp's `tokenizer_st_partition`: for each special token, longest first,

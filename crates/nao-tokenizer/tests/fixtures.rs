@@ -143,3 +143,55 @@ fn gemma_metadata() {
     assert_eq!(sd.push(&tok, ids[2]), "€");
     assert_eq!(sd.finish(), "");
 }
+
+/// The Qwen2.5 `tokenizer.json` + `tokenizer_config.json` (`scripts/fetch_models.py
+/// qwen-tokenizer`), through the Hugging Face backend.
+fn load_hf_qwen() -> Option<Tokenizer> {
+    let dir = format!(
+        "{}/../../models/qwen2.5-tokenizer",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let dir = std::path::Path::new(&dir);
+    if !dir.join("tokenizer.json").is_file() {
+        assert!(
+            std::env::var_os("NAO_REQUIRE_MODELS").is_none(),
+            "{} is missing and NAO_REQUIRE_MODELS is set: run scripts/fetch_models.py",
+            dir.display()
+        );
+        eprintln!("SKIP: {} is absent", dir.display());
+        return None;
+    }
+    let t0 = std::time::Instant::now();
+    let tok = Tokenizer::from_hf_dir(dir).expect("build tokenizer from tokenizer.json");
+    eprintln!("qwen2.5 tokenizer.json: built in {:?}", t0.elapsed());
+    Some(tok)
+}
+
+/// The Qwen2.5 `tokenizer.json` gives llama.cpp's ids on every fixture case, and agrees
+/// with the GGUF vocabulary token by token: text, raw bytes, control and end-of-generation.
+#[test]
+fn qwen_tokenizer_json_matches_llama_cpp_and_gguf() {
+    let Some(hf) = load_hf_qwen() else { return };
+    for c in cases(QWEN) {
+        let got = hf.encode(&c.text, c.add_special, c.parse_special);
+        assert_eq!(
+            got, c.ids,
+            "{:?} (add_special={}, parse_special={})",
+            c.text, c.add_special, c.parse_special
+        );
+        assert_eq!(hf.decode(&got), c.text);
+    }
+    let Some(gguf) = load(QWEN) else { return };
+    // The GGUF pads the vocabulary to the model's 151,936 rows; tokenizer.json has 151,665.
+    assert_eq!(hf.n_vocab(), 151_665);
+    for id in 0..hf.n_vocab() as u32 {
+        assert_eq!(hf.token_text(id), gguf.token_text(id), "text of {id}");
+        assert_eq!(hf.token_bytes(id), gguf.token_bytes(id), "bytes of {id}");
+        assert_eq!(hf.is_control(id), gguf.is_control(id), "control {id}");
+        assert_eq!(hf.is_eog(id), gguf.is_eog(id), "eog {id}");
+    }
+    assert_eq!(
+        (hf.eos(), hf.add_bos(), hf.add_eos()),
+        (gguf.eos(), gguf.add_bos(), gguf.add_eos())
+    );
+}

@@ -6,15 +6,14 @@
 //! Each test runs once untimed (warm-up: page in the weights, start the pool), then `reps`
 //! timed repetitions; tokens/s is reported as mean ± sample standard deviation.
 
-use anyhow::{Context, Result};
-use nao_gguf::GgufFile;
+use anyhow::Result;
 use nao_models::{Compute, Model};
 use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Path to a GGUF model file, or a model name in the store.
+    /// A GGUF model file, a model name in the store, or a Hugging Face model directory.
     #[arg(short, long)]
     model: PathBuf,
     /// Prompt lengths to test (comma-separated; 0 skips).
@@ -46,12 +45,6 @@ pub struct BenchArgs {
     /// (bandwidth ÷ weight bytes read per token).
     #[arg(long)]
     roofline: bool,
-}
-
-impl BenchArgs {
-    pub fn model_path(&self) -> &std::path::Path {
-        &self.model
-    }
 }
 
 /// One test's result.
@@ -119,12 +112,12 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-pub fn bench(a: BenchArgs, file: std::sync::Arc<GgufFile>) -> Result<()> {
+pub fn bench(a: BenchArgs) -> Result<()> {
     if a.reps == 0 {
         anyhow::bail!("--repetitions must be at least 1");
     }
-    let model = nao_models::load_model(std::sync::Arc::clone(&file))
-        .with_context(|| format!("cannot load model {}", a.model.display()))?;
+    let source = crate::source::Source::open(&a.model)?;
+    let model = source.load_model()?;
     let cfg = model.config().clone();
     let threads = if a.threads.is_empty() {
         vec![crate::cli::default_threads()]
@@ -137,8 +130,8 @@ pub fn bench(a: BenchArgs, file: std::sync::Arc<GgufFile>) -> Result<()> {
     if let Some(&too_long) = a.n_prompt.iter().chain(&a.n_gen).find(|&&n| n > 1 << 20) {
         anyhow::bail!("test length {too_long} is too large");
     }
-    let model_size = std::fs::metadata(&a.model).map(|m| m.len()).unwrap_or(0);
-    let n_params: u64 = file.tensors().iter().map(|t| t.n_elements()).sum();
+    let facts = source.facts();
+    let (model_size, n_params) = (facts.file_size, facts.parameter_count);
     let mut rows = Vec::new();
     for &nt in &threads {
         let mut c = Compute::new(nt);

@@ -11,7 +11,7 @@
 
 use anyhow::{bail, Context, Result};
 use nao_engine::{generate, GenerateParams, SamplerConfig};
-use nao_models::{load_model, Compute, Model};
+use nao_models::{Compute, Model};
 use nao_tokenizer::chat::ChatTemplate;
 use nao_tokenizer::Tokenizer;
 use rustyline::error::ReadlineError;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// A model name in the store, or a GGUF file.
+    /// A model name in the store, a GGUF file, or a Hugging Face model directory.
     model: PathBuf,
     /// Context size in tokens (default: the model's training context, at most 4096).
     #[arg(short, long)]
@@ -57,13 +57,9 @@ const HELP: &str = "commands: /system TEXT, /clear, /save FILE, /load FILE, \
 \"\"\" starts and ends multi-line input; Ctrl-C stops an answer; Ctrl-D leaves";
 
 pub fn chat(a: ChatArgs) -> Result<()> {
-    let (path, _) = crate::store_cmd::resolve_model(&a.model)?;
-    let file = crate::cli::open(&path)?;
-    crate::memplan::check(&file, a.ctx, "--ctx")?;
-    let model = load_model(Arc::clone(&file))
-        .with_context(|| format!("cannot load model {}", a.model.display()))?;
-    let tok = crate::cli::load_tokenizer(&file)?;
-    let source = crate::cli::chat_template_source(&file)?;
+    let src = crate::source::Source::open(&a.model)?;
+    src.check_memory(a.ctx, "--ctx")?;
+    let (model, tok, source) = src.load()?;
     let text_of = |id: Option<u32>| {
         id.and_then(|i| tok.token_text(i))
             .unwrap_or_default()

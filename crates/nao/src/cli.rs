@@ -1,10 +1,11 @@
 //! Argument parsing and the subcommands.
 
+use crate::source::Source;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use nao_engine::{generate, GenerateParams, SamplerConfig};
 use nao_gguf::GgufFile;
-use nao_models::{load_model, Compute};
+use nao_models::Compute;
 use nao_tokenizer::chat::ChatTemplate;
 use nao_tokenizer::Tokenizer;
 use std::collections::BTreeMap;
@@ -32,7 +33,7 @@ enum Cmd {
     Tokenize(TokenizeArgs),
     /// Measure prompt-processing and generation speed (llama-bench's shape).
     Bench(crate::bench::BenchArgs),
-    /// Serve the model over the OpenAI HTTP API (loopback by default).
+    /// Serve models over the OpenAI and Ollama HTTP APIs (loopback by default).
     Serve(crate::serve::ServeArgs),
     /// Print sentence embeddings as JSON (or measure embeddings/s with --bench).
     Embed(crate::embed::EmbedArgs),
@@ -57,7 +58,7 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Path to a GGUF model file, or a model name in the store.
+    /// A GGUF model file, a model name in the store, or a Hugging Face model directory.
     #[arg(short, long)]
     model: PathBuf,
     /// The prompt.
@@ -96,7 +97,7 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct TokenizeArgs {
-    /// Path to a GGUF model file, or a model name in the store.
+    /// A GGUF model file, a model name in the store, or a Hugging Face model directory.
     #[arg(short, long)]
     model: PathBuf,
     /// Parse special-token text (e.g. `<|im_start|>`) into special ids.
@@ -117,10 +118,7 @@ pub fn main() -> Result<()> {
         Cmd::Info { file } => info(&file),
         Cmd::Serve(a) => crate::serve::serve(a),
         Cmd::Embed(a) => crate::embed::embed(a),
-        Cmd::Bench(a) => {
-            let file = open(a.model_path())?;
-            crate::bench::bench(a, file)
-        }
+        Cmd::Bench(a) => crate::bench::bench(a),
         Cmd::Pull(a) => crate::pull::pull(a),
         Cmd::List(a) => crate::store_cmd::list(a),
         Cmd::Rm(a) => crate::store_cmd::rm(a),
@@ -143,8 +141,7 @@ pub(crate) fn load_tokenizer(file: &GgufFile) -> Result<Tokenizer> {
 }
 
 fn tokenize(a: TokenizeArgs) -> Result<()> {
-    let file = open(&a.model)?;
-    let tok = load_tokenizer(&file)?;
+    let tok = Source::open(&a.model)?.tokenizer()?;
     let ids = tok.encode(&a.text, a.add_special, a.special);
     outln!("{}", serde_json::to_string(&ids)?);
     Ok(())
@@ -163,10 +160,8 @@ pub(crate) fn chat_template_source(file: &GgufFile) -> Result<String> {
     Ok(nao_tokenizer::chat::builtin_template(arch).to_string())
 }
 
-/// Renders `prompt` as one user message through the model's chat template.
-fn apply_chat_template(file: &GgufFile, tok: &Tokenizer, prompt: &str) -> Result<String> {
-    let source = chat_template_source(file)?;
-    let source = source.as_str();
+/// Renders `prompt` as one user message through the chat template `source`.
+fn apply_chat_template(source: &str, tok: &Tokenizer, prompt: &str) -> Result<String> {
     let text_of = |id: Option<u32>| {
         id.and_then(|i| tok.token_text(i))
             .unwrap_or_default()
@@ -178,13 +173,11 @@ fn apply_chat_template(file: &GgufFile, tok: &Tokenizer, prompt: &str) -> Result
 }
 
 fn run(a: RunArgs) -> Result<()> {
-    let file = open(&a.model)?;
-    crate::memplan::check(&file, a.ctx, "--ctx")?;
-    let model = load_model(Arc::clone(&file))
-        .with_context(|| format!("cannot load model {}", a.model.display()))?;
-    let tok = load_tokenizer(&file)?;
+    let source = Source::open(&a.model)?;
+    source.check_memory(a.ctx, "--ctx")?;
+    let (model, tok, template) = source.load()?;
     let (text, add_special) = if a.chat {
-        let rendered = apply_chat_template(&file, &tok, &a.prompt)?;
+        let rendered = apply_chat_template(&template, &tok, &a.prompt)?;
         // A template that writes the BOS text itself must not get a second BOS.
         let has_bos = tok
             .bos()

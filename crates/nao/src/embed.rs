@@ -56,9 +56,10 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether `path` is a model directory (rather than a GGUF file or a store name).
-pub(crate) fn is_model_dir(path: &Path) -> bool {
-    path.is_dir() && path.join("config.json").is_file()
+/// Whether `path` is an embedding model directory: a model directory (rather than a GGUF
+/// file or a store name) that is not a decoder (`*ForCausalLM`, served as a chat model).
+pub(crate) fn is_embedding_dir(path: &Path) -> bool {
+    path.is_dir() && path.join("config.json").is_file() && !crate::source::is_decoder_dir(path)
 }
 
 /// The id clients use: the directory's name.

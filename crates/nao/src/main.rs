@@ -16,10 +16,12 @@ mod bench;
 mod chat;
 mod cli;
 mod embed;
+mod loader;
 mod memplan;
 mod progress;
 mod pull;
 mod serve;
+mod source;
 mod store_cmd;
 
 use std::process::ExitCode;

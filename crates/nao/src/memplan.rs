@@ -3,14 +3,15 @@
 //! the cgroup we run in) can give, so an oversized `--ctx` is a clear refusal that names a
 //! context that fits, instead of the kernel's OOM killer ending the process mid-load.
 //!
-//! The estimate is deliberately simple: weights are the file's tensor bytes (mapped or
-//! copied, they must be resident to run at speed); the KV cache is
+//! The estimate is deliberately simple: weights are the file's tensor bytes (a GGUF's, or a
+//! Hugging Face directory's safetensors; mapped or copied, they must be resident to run at
+//! speed); the KV cache is
 //! `KvPool::bytes_per_position × ctx` (f16 K and V for every layer); scratch is a fixed
 //! 64 MiB plus activations for a 512-token prefill chunk and two rows of logits.
 //! `NAO_MEMORY_LIMIT` (bytes, or with K/M/G suffix) caps the memory considered available;
 //! `NAO_MEMORY_LIMIT=off` turns the check off.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use nao_gguf::GgufFile;
 use nao_models::{KvPool, ModelConfig};
 
@@ -61,6 +62,11 @@ pub fn estimate(file: &GgufFile, c: &ModelConfig, ctx: usize) -> Plan {
         .tensors()
         .iter()
         .fold(0u64, |n, t| n.saturating_add(t.n_bytes));
+    estimate_weights(weights, c, ctx)
+}
+
+/// [`estimate`] for a model whose tensors take `weights` bytes.
+pub fn estimate_weights(weights: u64, c: &ModelConfig, ctx: usize) -> Plan {
     let (kd, vd) = c.kv_dims();
     let kv_per_pos = KvPool::bytes_per_position(c.n_layer, kd, vd) as u64;
     let act = 512 * (4 * c.n_embd + 2 * c.n_ff) + 2 * c.n_vocab;
@@ -109,17 +115,28 @@ pub fn available() -> Option<Available> {
     best
 }
 
-/// Refuses (with what it needs, what is free, and a `--ctx` that fits) when the model at
-/// `ctx` positions would not fit; silent when it fits or nothing is known.
-pub fn check(file: &GgufFile, ctx: Option<usize>, flag: &str) -> Result<()> {
-    let Ok(c) = ModelConfig::from_gguf(file) else {
-        return Ok(()); // the loader reports a bad config better
-    };
+/// The refusal of [`check`], as a type so that `nao serve` can tell it from other load
+/// failures (it answers it with 503 `insufficient_memory`, not 500).
+#[derive(Debug)]
+pub struct NotEnoughMemory(pub String);
+
+impl std::fmt::Display for NotEnoughMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotEnoughMemory {}
+
+/// Refuses (with what it needs, what is free, and a `--ctx` that fits) when the model
+/// (hyper-parameters `c`, tensors of `weights` bytes) at `ctx` positions would not fit;
+/// silent when it fits or nothing is known. The error is a [`NotEnoughMemory`].
+pub fn check(weights: u64, c: &ModelConfig, ctx: Option<usize>, flag: &str) -> Result<()> {
     let ctx = ctx.unwrap_or(c.n_ctx_train.min(4096));
     if ctx == 0 || ctx > c.n_ctx_train {
         return Ok(()); // out of range: the caller's range check says so more precisely
     }
-    let plan = estimate(file, &c, ctx);
+    let plan = estimate_weights(weights, c, ctx);
     let Some(avail) = available() else {
         return Ok(());
     };
@@ -133,12 +150,13 @@ pub fn check(file: &GgufFile, ctx: Option<usize>, flag: &str) -> Result<()> {
     } else {
         "no context size fits; the weights alone do not".to_string()
     };
-    bail!(
+    Err(NotEnoughMemory(format!(
         "not enough memory for this model at {flag} {ctx}: needs {}, available {} ({}); {advice} (NAO_MEMORY_LIMIT=off skips this check)",
         plan.describe(),
         h(avail.bytes),
         avail.source
-    )
+    ))
+    .into())
 }
 
 fn parse_size(v: &str) -> Option<u64> {

@@ -1,25 +1,37 @@
-//! `nao serve`: load a model, start the engine thread, and serve the OpenAI and Ollama
-//! APIs on loopback (or where `--host` says) until SIGINT/SIGTERM.
+//! `nao serve`: serve the OpenAI and Ollama APIs on loopback (or where `--host` says)
+//! until SIGINT/SIGTERM, over the `-m` model and the models of the store, each loaded on
+//! its first request (at most `--max-loaded` at once, the least recently used unloaded
+//! first; see `nao_engine::manager` and `loader.rs`).
 
 use anyhow::{bail, Context, Result};
 use nao_engine::api::{
-    EngineHandle, EngineStats, ModelInfo, PromptError, Request, RequestHandle, SubmitError,
+    AcquireError, EngineHandle, EngineStats, ModelInfo, ModelProvider, PromptError, Request,
+    RequestHandle, SubmitError,
 };
 use nao_engine::embed::EmbedHandle;
 use nao_engine::embed_worker::EmbedOnlyEngine;
 use nao_engine::engine::{start, EngineClient, EngineConfig};
+use nao_engine::manager::{ManagerConfig, ModelManager, SingleModel};
 use nao_gguf::GgufFile;
-use nao_models::load_model;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Path to a GGUF model file, or a model name in the store.
+    /// The default model: a GGUF file, a model name in the store or a Hugging Face decoder
+    /// directory (config.json, safetensors, tokenizer.json), loaded at start-up and
+    /// used by requests that name no model. Without it, the store's models are served by
+    /// name only.
     #[arg(short, long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
+    /// Most models loaded at once; a request for another one unloads the least recently
+    /// used idle model first (one with requests in flight is never unloaded: the load
+    /// waits for them).
+    #[arg(long, env = "NAO_MAX_LOADED", default_value_t = 1)]
+    max_loaded: usize,
     /// Address to listen on. Anything but loopback exposes the model to the network.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -41,7 +53,8 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on every route but /health.
     #[arg(long, env = "NAO_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// The model id clients send (default: the file name without extension).
+    /// The id clients send for the `-m` model (default: its store name, or the file name
+    /// without extension).
     #[arg(long)]
     alias: Option<String>,
     /// Threads to compute with (default: available cores).
@@ -64,6 +77,20 @@ enum ReasoningArg {
     Deepseek,
 }
 
+/// How every chat model is served (the same for all of them).
+#[derive(Debug, Clone)]
+pub struct LoadOpts {
+    pub ctx: usize,
+    pub parallel: usize,
+    pub batch_tokens: usize,
+    pub max_queue: usize,
+    pub n_threads: usize,
+}
+
+/// How long a request waits for its model to load, or for busy models to finish so that
+/// one can be unloaded, before it gets 503 with Retry-After.
+const LOAD_WAIT: Duration = Duration::from_secs(300);
+
 pub fn serve(a: ServeArgs) -> Result<()> {
     if a.ctx < 2 {
         bail!("--ctx must be at least 2");
@@ -71,10 +98,16 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     if a.parallel == 0 || a.batch_tokens == 0 {
         bail!("--parallel and --batch-tokens must be at least 1");
     }
+    if a.max_loaded == 0 {
+        bail!("--max-loaded must be at least 1");
+    }
     let n_threads = a.threads.unwrap_or_else(crate::cli::default_threads);
-    let embed_only = crate::embed::is_model_dir(&a.model);
+    let embed_only = a
+        .model
+        .as_deref()
+        .is_some_and(crate::embed::is_embedding_dir);
     let embed_dir = if embed_only {
-        Some(a.model.as_path())
+        a.model.as_deref()
     } else {
         a.embedding_model.as_deref()
     };
@@ -88,12 +121,20 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         )?)),
         None => None,
     };
-    let (engine, id): (Arc<dyn EngineHandle>, String) = match &embedder {
+    let opts = LoadOpts {
+        ctx: a.ctx,
+        parallel: a.parallel,
+        batch_tokens: a.batch_tokens,
+        max_queue: a.max_queue,
+        n_threads,
+    };
+    let (models, what): (Arc<dyn ModelProvider>, String) = match &embedder {
         Some(e) if embed_only => {
             let info = e.info();
-            (Arc::new(EmbedOnlyEngine::new(info.clone())), info.id)
+            let engine = Arc::new(EmbedOnlyEngine::new(info.clone()));
+            (Arc::new(SingleModel::new(engine)), info.id)
         }
-        _ => load_chat(&a, n_threads)?,
+        _ => chat_models(&a, opts)?,
     };
     let embedder = embedder.map(|e| e as Arc<dyn EmbedHandle>);
     let server_cfg = nao_server::ServerConfig {
@@ -115,17 +156,16 @@ pub fn serve(a: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        let info = engine.model_info();
         eprintln!(
-            "nao: serving {id} (context {}, {n_threads} threads, {} parallel) on http://{local}/v1 (OpenAI) and http://{local}/api (Ollama)",
-            info.n_ctx, a.parallel
+            "nao: serving {what} ({n_threads} threads, {} parallel) on http://{local}/v1 (OpenAI) and http://{local}/api (Ollama)",
+            a.parallel
         );
         if a.api_key.is_none() && !local.ip().is_loopback() {
             eprintln!("nao: warning: listening beyond loopback without --api-key");
         }
-        nao_server::serve_with_embedder(
+        nao_server::serve_with_models(
             listener,
-            engine,
+            models,
             embedder,
             server_cfg,
             nao_server::shutdown_signal(),
@@ -137,38 +177,72 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     })
 }
 
-/// Loads the chat model named by `-m` and starts its engine thread; returns the engine and
-/// the id clients use.
-fn load_chat(a: &ServeArgs, n_threads: usize) -> Result<(Arc<dyn EngineHandle>, String)> {
-    let (path, store_name) = crate::store_cmd::resolve_model(&a.model)?;
-    let file = crate::cli::open(&path)?;
-    crate::memplan::check(&file, Some(a.ctx), "--ctx")?;
-    let tok = crate::cli::load_tokenizer(&file)?;
-    let template = crate::cli::chat_template_source(&file)?;
-    let model = load_model(Arc::clone(&file))
-        .with_context(|| format!("cannot load model {}", a.model.display()))?;
-    let id = a
-        .alias
-        .clone()
-        .or(store_name.map(|n| n.to_string()))
-        .unwrap_or_else(|| {
-            a.model
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "model".into())
-        });
-    let cfg = EngineConfig {
-        model_id: id.clone(),
-        n_ctx: a.ctx,
-        kv_positions: a.ctx,
-        block_size: 16,
-        max_running: a.parallel,
-        token_budget: a.batch_tokens,
-        max_queue: a.max_queue,
-        n_threads,
+/// The chat models: the `-m` model (loaded now, so a bad file fails at start-up) and the
+/// store's, behind a [`ModelManager`]. Returns them and a description for the start line.
+fn chat_models(a: &ServeArgs, opts: LoadOpts) -> Result<(Arc<dyn ModelProvider>, String)> {
+    let max_queue = opts.max_queue;
+    let loader = crate::loader::StoreLoader::new(opts, a.model.as_deref(), a.alias.clone())?;
+    let store = loader.store_root().map(Path::to_path_buf);
+    let manager = ModelManager::new(
+        loader,
+        ManagerConfig {
+            max_loaded: a.max_loaded,
+            max_waiting: max_queue,
+            wait_timeout: LOAD_WAIT,
+            ..ManagerConfig::default()
+        },
+    );
+    let mut what = match &a.model {
+        Some(m) => {
+            let info = match manager.acquire(None) {
+                Ok(engine) => engine.model_info(),
+                Err(AcquireError::LoadFailed { reason, .. }) => {
+                    bail!("cannot serve {}: {reason}", m.display())
+                }
+                Err(e) => bail!("cannot serve {}: {e}", m.display()),
+            };
+            format!("{} (context {})", info.id, info.n_ctx)
+        }
+        // A name is required, and nothing is loaded until asked for.
+        None => "no default model".to_string(),
     };
-    let (engine, _thread) = start(model, tok, Some(&template), cfg)?;
-    Ok((Arc::new(WithFileFacts::new(engine, &path, &file)), id))
+    if let Some(root) = store {
+        what.push_str(&format!(
+            "; models in {} load on demand (at most {} at once)",
+            root.display(),
+            a.max_loaded
+        ));
+    }
+    Ok((Arc::new(manager), what))
+}
+
+/// Loads the chat model at `path` and starts its engine thread; `id` is the name clients
+/// use. A model that would not fit in memory fails with a [`crate::memplan::NotEnoughMemory`].
+pub(crate) fn load_chat(
+    o: &LoadOpts,
+    path: &Path,
+    id: &str,
+) -> Result<(Arc<dyn EngineHandle>, JoinHandle<()>)> {
+    // A GGUF file or a Hugging Face decoder directory.
+    let source = crate::source::Source::open_path(path)?;
+    // One --ctx serves models with different training contexts: never more than theirs.
+    let ctx = source
+        .config()
+        .map_or(o.ctx, |c| o.ctx.min(c.n_ctx_train.max(2)));
+    source.check_memory(Some(ctx), "--ctx")?;
+    let (model, tok, template) = source.load()?;
+    let cfg = EngineConfig {
+        model_id: id.to_string(),
+        n_ctx: ctx,
+        kv_positions: ctx,
+        block_size: 16,
+        max_running: o.parallel,
+        token_budget: o.batch_tokens,
+        max_queue: o.max_queue,
+        n_threads: o.n_threads,
+    };
+    let (engine, thread) = start(model, tok, Some(&template), cfg)?;
+    Ok((Arc::new(WithFileFacts::new(engine, source.facts())), thread))
 }
 
 /// The engine with the facts about the model file that only this side knows (the engine
@@ -179,23 +253,13 @@ struct WithFileFacts {
 }
 
 impl WithFileFacts {
-    fn new(engine: Arc<EngineClient>, path: &Path, file: &GgufFile) -> Self {
+    fn new(engine: Arc<EngineClient>, facts: crate::source::Facts) -> Self {
         let mut info = engine.model_info();
         let d = &mut info.details;
-        // A file we could map has metadata; zeros ("unknown") only on exotic filesystems.
-        if let Ok(meta) = std::fs::metadata(path) {
-            d.file_size = meta.len();
-            d.file_modified = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |t| t.as_secs());
-        }
-        d.parameter_count = file
-            .tensors()
-            .iter()
-            .fold(0u64, |n, t| n.saturating_add(t.n_elements()));
-        d.quantization = quantization_name(file);
+        d.file_size = facts.file_size;
+        d.file_modified = facts.file_modified;
+        d.parameter_count = facts.parameter_count;
+        d.quantization = facts.quantization;
         WithFileFacts { engine, info }
     }
 }

@@ -16,10 +16,16 @@
 //!   the bare prompt).
 //! - `context` is accepted (token ids prepended to the prompt) and returned on the last
 //!   line of non-raw generations as prompt ids + the answer re-tokenized.
-//! - A request without a prompt (or with no messages) answers `done_reason: "load"` at
-//!   once, as Ollama does when asked to load a model; `keep_alive: 0` does not unload it.
-//! - `load_duration` is the prompt preparation time (the model is loaded at start-up);
-//!   `prompt_eval_duration` is submission to first token, including any queueing.
+//! - The `model` field picks the model through the server's model provider, which loads
+//!   it when needed (see `nao_engine::manager`); unknown names are 404 in Ollama's shape.
+//! - A request without a prompt (or with no messages) loads the model and answers
+//!   `done_reason: "load"`, as Ollama does; with `keep_alive: 0` it unloads the model
+//!   instead (`done_reason: "unload"`, what `ollama stop` sends). `keep_alive: 0` on a
+//!   real request unloads the model once no request holds it; other `keep_alive` values
+//!   keep it loaded until it is evicted for another model (there is no idle timer).
+//! - `load_duration` is the time before submission: loading the model when it was not
+//!   loaded, and prompt preparation; `prompt_eval_duration` is submission to first token,
+//!   including any queueing.
 
 pub mod request;
 pub mod response;
@@ -28,18 +34,21 @@ pub mod stream;
 use crate::error::ApiError;
 use crate::metrics::{LogTokens, LoggedByStream};
 use crate::openai::request::parse_object;
-use crate::openai::{abort_signal, blocking, body_bytes, json_response, Events};
+use crate::openai::{
+    abort_signal, blocking, body_bytes, chat_models, engine_for, json_response, requested_model,
+    Events,
+};
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use nao_engine::api::{Event, PromptError, Request};
+use nao_engine::api::{EngineHandle, Event, PromptError, Request};
 use nao_tokenizer::tools::ToolFormat;
 use request::Params;
 use response::Kind;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Instant;
 use stream::{Clock, ContextOut, FinishInfo, NdjsonStream};
@@ -75,14 +84,19 @@ async fn handle_generate(
     let body = body_bytes(body, state.cfg.max_body_bytes)?;
     let obj = parse_object(&body)?;
     drop(body);
-    let info = state.engine.model_info();
+    let name = requested_model(&obj)?;
+    if is_unload(&obj, Kind::Generate) {
+        return unload(&state, name, &obj, Kind::Generate).await;
+    }
+    let engine = engine_for(&state, name).await?;
+    let info = engine.model_info();
     let req = request::parse_generate(&obj, &state.cfg, &info)?;
     drop(obj);
     if req.prompt.is_empty() && req.context.is_empty() {
-        let line = response::load_line(Kind::Generate, &req.model);
+        let line = response::load_line(Kind::Generate, &req.model, "load");
         return Ok(single(&line, req.params.stream));
     }
-    let engine = state.engine.clone();
+    let for_prompt = engine.clone();
     let (prompt, system, raw, context) = (req.prompt, req.system, req.raw, req.context);
     let (ids, templated) = blocking(move || {
         let has_context = !context.is_empty();
@@ -95,7 +109,7 @@ async fn handle_generate(
                 messages.push(json!({"role": "system", "content": s}));
             }
             messages.push(json!({"role": "user", "content": prompt}));
-            match engine.render_chat(&Value::Array(messages), None) {
+            match for_prompt.render_chat(&Value::Array(messages), None) {
                 Ok(text) => Some(text),
                 Err(PromptError::NoTemplate) => None,
                 Err(e) => return Err(e.into()),
@@ -104,11 +118,11 @@ async fn handle_generate(
         let templated = rendered.is_some();
         match rendered {
             Some(text) => {
-                let mut new = engine.tokenize(&text, false);
+                let mut new = for_prompt.tokenize(&text, false);
                 // The template starts a conversation with BOS; after a context (which
                 // already starts with one) a second BOS mid-sequence only confuses the
                 // model.
-                let bos = engine.tokenize("", true);
+                let bos = for_prompt.tokenize("", true);
                 if has_context && !bos.is_empty() && new.starts_with(&bos) {
                     new.drain(..bos.len());
                 }
@@ -116,18 +130,19 @@ async fn handle_generate(
             }
             // Raw text: BOS as the model expects, unless a context already began the
             // sequence.
-            None => ids.extend(engine.tokenize(&prompt, !has_context)),
+            None => ids.extend(for_prompt.tokenize(&prompt, !has_context)),
         }
         Ok((ids, templated))
     })
     .await?;
     // Ollama returns no context for raw prompts.
     let context = templated.then(|| ContextOut {
-        engine: state.engine.clone(),
+        engine: engine.clone(),
         prompt: ids.clone(),
     });
     run(
         state,
+        engine,
         Kind::Generate,
         req.model,
         ids,
@@ -146,11 +161,16 @@ async fn handle_chat(
     let body = body_bytes(body, state.cfg.max_body_bytes)?;
     let obj = parse_object(&body)?;
     drop(body);
-    let info = state.engine.model_info();
+    let name = requested_model(&obj)?;
+    if is_unload(&obj, Kind::Chat) {
+        return unload(&state, name, &obj, Kind::Chat).await;
+    }
+    let engine = engine_for(&state, name).await?;
+    let info = engine.model_info();
     let req = request::parse_chat(&obj, &state.cfg, &info)?;
     drop(obj);
     if req.messages.is_empty() {
-        let line = response::load_line(Kind::Chat, &req.model);
+        let line = response::load_line(Kind::Chat, &req.model, "load");
         return Ok(single(&line, req.params.stream));
     }
     let mut params = req.params;
@@ -165,19 +185,74 @@ async fn handle_chat(
         );
         params.tool_calls = Some((format, names));
     }
-    let engine = state.engine.clone();
+    let for_prompt = engine.clone();
     let (messages, tools) = (req.messages, req.tools);
     let ids = blocking(move || {
-        let text = engine.render_chat(&Value::Array(messages), tools.as_ref())?;
-        Ok(engine.tokenize(&text, false))
+        let text = for_prompt.render_chat(&Value::Array(messages), tools.as_ref())?;
+        Ok(for_prompt.tokenize(&text, false))
     })
     .await?;
-    run(state, Kind::Chat, req.model, ids, params, start, None).await
+    run(
+        state,
+        engine,
+        Kind::Chat,
+        req.model,
+        ids,
+        params,
+        start,
+        None,
+    )
+    .await
+}
+
+/// Ollama's "unload this model" request: `keep_alive: 0` and no prompt (generate) or no
+/// messages (chat).
+fn is_unload(obj: &Map<String, Value>, kind: Kind) -> bool {
+    if !request::keep_alive_zero(obj.get("keep_alive")) {
+        return false;
+    }
+    let empty = |key: &str| match obj.get(key) {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    };
+    match kind {
+        Kind::Generate => empty("prompt") && empty("context"),
+        Kind::Chat => empty("messages"),
+    }
+}
+
+/// Unloads the model `name` names (without loading it first) and answers as Ollama does.
+async fn unload(
+    state: &AppState,
+    name: Option<String>,
+    obj: &Map<String, Value>,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let models = state.models.clone();
+    let sent = name.clone();
+    let retry = state.cfg.retry_after_secs;
+    let id = blocking(move || {
+        models
+            .describe(sent.as_deref())
+            .map(|m| m.info.id)
+            .map_err(|e| ApiError::from_acquire(e, retry))
+    })
+    .await?;
+    state.models.unload(&id);
+    let echo = name.unwrap_or_else(|| request::with_tag(&id));
+    let stream = crate::openai::request::Fields(obj)
+        .bool("stream")?
+        .unwrap_or(true);
+    Ok(single(&response::load_line(kind, &echo, "unload"), stream))
 }
 
 /// Submits one engine request and answers with NDJSON or one object.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     state: Arc<AppState>,
+    engine: Arc<dyn EngineHandle>,
     kind: Kind,
     model: String,
     ids: Vec<u32>,
@@ -201,7 +276,12 @@ async fn run(
         constraint: None,
     };
     let submitted = Instant::now();
-    let mut events = Events::submit(&state, vec![(0, req)], prompt_param)?;
+    let mut events = Events::submit(&state, &engine, vec![(0, req)], prompt_param)?;
+    if params.unload_after {
+        // Takes effect once this request (and any other on the model) is done.
+        state.models.unload(&engine.model_info().id);
+    }
+    drop(engine);
     let clock = Clock { start, submitted };
     let want_logprobs = params.logprobs.is_some();
     let tool_calls = params.tool_calls.clone();
@@ -297,29 +377,49 @@ fn single(v: &Value, stream: bool) -> Response {
         .into_response()
 }
 
-/// `GET /api/tags`: the served model, the only one there is.
+/// `GET /api/tags`: every model the server can serve, loaded or not.
 pub async fn tags(State(state): State<Arc<AppState>>) -> Response {
-    json_response(&response::tags(&state.engine.model_info()))
+    match chat_models(&state).await {
+        Ok(list) => {
+            let infos: Vec<_> = list.into_iter().map(|m| m.info).collect();
+            json_response(&response::tags(&infos))
+        }
+        Err(e) => e.into_ollama_response(),
+    }
 }
 
-/// `GET /api/ps`.
+/// `GET /api/ps`: the models loaded now, most recently used first.
 pub async fn ps(State(state): State<Arc<AppState>>) -> Response {
-    json_response(&response::ps(&state.engine.model_info()))
+    json_response(&response::ps(&state.models.loaded()))
 }
 
-/// `POST /api/show`.
+/// `POST /api/show`: any model the server can serve; an unloaded one is described from
+/// its file, not loaded.
 pub async fn show(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let info = state.engine.model_info();
-    let shown = body_bytes(body, state.cfg.max_body_bytes)
-        .and_then(|b| parse_object(&b))
-        .and_then(|obj| request::parse_show(&obj, &info));
-    match shown {
-        Ok(name) => json_response(&response::show(&info, &name)),
-        Err(e) => e.into_ollama_response(),
-    }
+    show_model(state, body)
+        .await
+        .unwrap_or_else(ApiError::into_ollama_response)
+}
+
+async fn show_model(
+    state: Arc<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body, state.cfg.max_body_bytes)?;
+    let name = request::parse_show(&parse_object(&body)?)?;
+    let models = state.models.clone();
+    let sent = name.clone();
+    let retry = state.cfg.retry_after_secs;
+    let entry = blocking(move || {
+        models
+            .describe(Some(&sent))
+            .map_err(|e| ApiError::from_acquire(e, retry))
+    })
+    .await?;
+    Ok(json_response(&response::show(&entry.info, &name)))
 }
 
 /// `GET /api/version`: nao's version (clients only display it or compare it for

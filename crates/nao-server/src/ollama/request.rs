@@ -50,6 +50,8 @@ pub struct Params {
     pub stream: bool,
     /// Chat with tools: parse calls in this format, accepting these names.
     pub tool_calls: Option<(ToolFormat, Vec<String>)>,
+    /// `keep_alive: 0`: unload the model once this request is done.
+    pub unload_after: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -74,32 +76,38 @@ pub struct ChatRequest {
     pub params: Params,
 }
 
-/// `name` with its tag: Ollama names are `model:tag`, and a missing tag means `latest`.
-/// The tag is looked for after the last `/` only, since a registry host may carry a port
-/// (`host:5000/ns/model`).
-pub fn with_tag(name: &str) -> String {
-    let base = name.rsplit('/').next().unwrap_or(name);
-    if base.contains(':') {
-        name.to_string()
-    } else {
-        format!("{name}:latest")
-    }
-}
+pub use nao_engine::manager::with_tag;
 
 /// The name the served model is listed under (`/api/tags`, `/api/ps`).
 pub fn listed_name(info: &ModelInfo) -> String {
     with_tag(&info.id)
 }
 
-/// Checks `model` against the served model and returns the name to echo in responses.
-/// Accepted: the served id, the id with `:latest` (or, for an id that has a tag, the id
-/// without it when that tag is `latest`), and a missing or empty name, since exactly one
-/// model is served.
-pub fn check_model(f: &Fields<'_>, info: &ModelInfo) -> Result<String, ApiError> {
+/// The name to echo in responses: `model` as the client sent it, or the listed name of
+/// the model that served the request (`info`, already resolved from that name by the
+/// model provider) when it sent none.
+pub fn echo_name(f: &Fields<'_>, info: &ModelInfo) -> Result<String, ApiError> {
     match f.str("model")? {
         None | Some("") => Ok(listed_name(info)),
-        Some(m) if with_tag(m) == with_tag(&info.id) => Ok(m.to_string()),
-        Some(m) => Err(ApiError::ModelNotFound(m.to_string())),
+        Some(m) => Ok(m.to_string()),
+    }
+}
+
+/// Whether `keep_alive` asks to unload the model right after this request: `0`, or a
+/// duration string whose numbers are all zero (`"0"`, `"0s"`, `"0m0s"`), as Ollama reads
+/// it. Any other value (or type) keeps the model loaded; nao has no idle timer, so
+/// positive durations and `-1` all mean "until evicted".
+pub fn keep_alive_zero(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            s.chars().any(|c| c.is_ascii_digit())
+                && !s.starts_with('-')
+                && s.chars()
+                    .all(|c| matches!(c, '0' | '.' | 'n' | 'u' | 'µ' | 'm' | 's' | 'h'))
+        }
+        _ => false,
     }
 }
 
@@ -109,7 +117,7 @@ pub fn parse_generate(
     info: &ModelInfo,
 ) -> Result<GenerateRequest, ApiError> {
     let f = Fields(obj);
-    let model = check_model(&f, info)?;
+    let model = echo_name(&f, info)?;
     let prompt = f.str("prompt")?.unwrap_or_default().to_string();
     let system = f.str("system")?.map(str::to_string);
     let raw = f.bool("raw")?.unwrap_or(false);
@@ -149,7 +157,7 @@ pub fn parse_chat(
     info: &ModelInfo,
 ) -> Result<ChatRequest, ApiError> {
     let f = Fields(obj);
-    let model = check_model(&f, info)?;
+    let model = echo_name(&f, info)?;
     let messages = match f.get("messages") {
         None => Vec::new(),
         Some(Value::Array(list)) => list
@@ -279,8 +287,6 @@ fn parse_common(f: &Fields<'_>, cfg: &ServerConfig, info: &ModelInfo) -> Result<
             ))
         }
     }
-    // `keep_alive` is accepted in any form and ignored: the model stays loaded while the
-    // server runs.
     let top = f.uint_in("top_logprobs", 0, cfg.max_top_logprobs as u64)?;
     let logprobs = match (f.bool("logprobs")?, top) {
         (Some(true), k) => Some(k.unwrap_or(0)),
@@ -301,6 +307,7 @@ fn parse_common(f: &Fields<'_>, cfg: &ServerConfig, info: &ModelInfo) -> Result<
         logprobs,
         stream,
         tool_calls: None,
+        unload_after: keep_alive_zero(f.get("keep_alive")),
     })
 }
 
@@ -511,8 +518,8 @@ fn parse_stop(v: Option<&Value>, cfg: &ServerConfig) -> Result<Vec<String>, ApiE
 }
 
 /// `POST /api/show` names its model in `model` (older clients: `name`); unlike the
-/// generation endpoints a name is required, as in Ollama.
-pub fn parse_show(obj: &Map<String, Value>, info: &ModelInfo) -> Result<String, ApiError> {
+/// generation endpoints a name is required, as in Ollama. Returns the name.
+pub fn parse_show(obj: &Map<String, Value>) -> Result<String, ApiError> {
     let f = Fields(obj);
     let name = match f.str("model")? {
         Some(m) if !m.is_empty() => m,
@@ -521,11 +528,7 @@ pub fn parse_show(obj: &Map<String, Value>, info: &ModelInfo) -> Result<String, 
     if name.is_empty() {
         return Err(ApiError::bad("model", "model is required"));
     }
-    if with_tag(name) == with_tag(&info.id) {
-        Ok(name.to_string())
-    } else {
-        Err(ApiError::ModelNotFound(name.to_string()))
-    }
+    Ok(name.to_string())
 }
 
 #[cfg(test)]
@@ -562,17 +565,57 @@ mod tests {
     }
 
     #[test]
-    fn names_match_with_and_without_latest() {
-        let ok = |id: &str, m: &str| check_model(&Fields(&obj(json!({"model": m}))), &info(id));
-        assert_eq!(ok("m", "m").unwrap(), "m");
-        assert_eq!(ok("m", "m:latest").unwrap(), "m:latest");
-        assert_eq!(ok("m", "").unwrap(), "m:latest");
-        assert_eq!(ok("q:1.5b", "q:1.5b").unwrap(), "q:1.5b");
-        assert_eq!(ok("m:latest", "m").unwrap(), "m");
-        assert!(matches!(ok("m", "m:7b"), Err(ApiError::ModelNotFound(_))));
-        assert!(matches!(ok("q:1.5b", "q"), Err(ApiError::ModelNotFound(_))));
-        assert!(matches!(ok("m", "other"), Err(ApiError::ModelNotFound(_))));
+    fn the_sent_name_is_echoed_else_the_listed_one() {
+        let echo = |id: &str, m: Value| echo_name(&Fields(&obj(json!({"model": m}))), &info(id));
+        assert_eq!(echo("m", json!("m")).unwrap(), "m");
+        assert_eq!(echo("m", json!("m:latest")).unwrap(), "m:latest");
+        assert_eq!(echo("m", json!("")).unwrap(), "m:latest");
+        assert_eq!(echo("q:1.5b", json!(null)).unwrap(), "q:1.5b");
+        assert_eq!(
+            param_of(echo("m", json!(3)).unwrap_err()).as_deref(),
+            Some("model")
+        );
         assert_eq!(with_tag("host:5000/ns/m"), "host:5000/ns/m:latest");
+    }
+
+    #[test]
+    fn keep_alive_zero_as_ollama_reads_it() {
+        for v in [
+            json!(0),
+            json!(0.0),
+            json!("0"),
+            json!("0s"),
+            json!("0m0s"),
+            json!(" 0ms "),
+        ] {
+            assert!(keep_alive_zero(Some(&v)), "{v}");
+        }
+        for v in [
+            json!(-1),
+            json!(300),
+            json!("5m"),
+            json!("-1"),
+            json!("10s"),
+            json!(""),
+            json!("s"),
+            json!(null),
+            json!(false),
+        ] {
+            assert!(!keep_alive_zero(Some(&v)), "{v}");
+        }
+        assert!(!keep_alive_zero(None));
+        assert!(
+            generate(json!({"keep_alive": 0}))
+                .unwrap()
+                .params
+                .unload_after
+        );
+        assert!(
+            !generate(json!({"keep_alive": "5m"}))
+                .unwrap()
+                .params
+                .unload_after
+        );
     }
 
     #[test]
@@ -693,19 +736,14 @@ mod tests {
     }
 
     #[test]
-    fn show_needs_a_known_name() {
-        let i = info("m");
+    fn show_needs_a_name() {
         assert_eq!(
-            parse_show(&obj(json!({"model": "m:latest"})), &i).unwrap(),
+            parse_show(&obj(json!({"model": "m:latest"}))).unwrap(),
             "m:latest"
         );
-        assert_eq!(parse_show(&obj(json!({"name": "m"})), &i).unwrap(), "m");
+        assert_eq!(parse_show(&obj(json!({"name": "m"}))).unwrap(), "m");
         assert!(matches!(
-            parse_show(&obj(json!({"model": "x"})), &i),
-            Err(ApiError::ModelNotFound(_))
-        ));
-        assert!(matches!(
-            parse_show(&obj(json!({})), &i),
+            parse_show(&obj(json!({}))),
             Err(ApiError::BadRequest { .. })
         ));
     }

@@ -120,37 +120,50 @@ fn modified_at(info: &ModelInfo) -> String {
     rfc3339(t, 0)
 }
 
-/// `GET /api/tags`.
-pub fn tags(info: &ModelInfo) -> Value {
-    let name = listed_name(info);
-    json!({"models": [{
-        "name": name,
-        "model": name,
-        "modified_at": modified_at(info),
-        "size": info.details.file_size,
-        "digest": digest(info),
-        "details": details(info),
-    }]})
+/// `GET /api/tags`: every model the server can serve, loaded or not.
+pub fn tags(models: &[ModelInfo]) -> Value {
+    let list: Vec<Value> = models
+        .iter()
+        .map(|info| {
+            let name = listed_name(info);
+            json!({
+                "name": name,
+                "model": name,
+                "modified_at": modified_at(info),
+                "size": info.details.file_size,
+                "digest": digest(info),
+                "details": details(info),
+            })
+        })
+        .collect();
+    json!({ "models": list })
 }
 
-/// `GET /api/ps`. The model stays loaded while the server runs, so `expires_at` is far
-/// in the future (as Ollama reports for `keep_alive: -1`); nothing lives in GPU memory.
-pub fn ps(info: &ModelInfo) -> Value {
-    let name = listed_name(info);
+/// `GET /api/ps`: the models loaded now. A model stays loaded until it is evicted for
+/// another or unloaded by `keep_alive: 0` (there is no idle timer), so `expires_at` is
+/// far in the future (as Ollama reports for `keep_alive: -1`); nothing lives in GPU memory.
+pub fn ps(models: &[ModelInfo]) -> Value {
     const CENTURY: u64 = 100 * 365 * 86_400;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    json!({"models": [{
-        "name": name,
-        "model": name,
-        "size": info.details.file_size,
-        "digest": digest(info),
-        "details": details(info),
-        "expires_at": rfc3339(now.saturating_add(CENTURY), 0),
-        "size_vram": 0,
-        "context_length": info.n_ctx,
-    }]})
+    let list: Vec<Value> = models
+        .iter()
+        .map(|info| {
+            let name = listed_name(info);
+            json!({
+                "name": name,
+                "model": name,
+                "size": info.details.file_size,
+                "digest": digest(info),
+                "details": details(info),
+                "expires_at": rfc3339(now.saturating_add(CENTURY), 0),
+                "size_vram": 0,
+                "context_length": info.n_ctx,
+            })
+        })
+        .collect();
+    json!({ "models": list })
 }
 
 /// `POST /api/show`. `template` is the Jinja chat template nao renders (Ollama's is a Go
@@ -309,8 +322,8 @@ pub fn final_line(
     // eval_duration is what clients divide by (tokens/s); keep it above zero.
     let eval = s.generation.saturating_sub(s.time_to_first_token);
     obj.insert("total_duration".into(), json!(nanos(s.total)));
-    // The model is loaded once at start-up; what a request waits for before submission
-    // is prompt preparation, reported here so the parts add up to the total.
+    // What a request waits for before submission: loading the model when it was not
+    // loaded, and prompt preparation; reported here so the parts add up to the total.
     obj.insert("load_duration".into(), json!(nanos(s.prepare)));
     obj.insert("prompt_eval_count".into(), json!(s.usage.prompt_tokens));
     obj.insert(
@@ -325,10 +338,11 @@ pub fn final_line(
     Value::Object(obj)
 }
 
-/// The answer to a request without a prompt: Ollama loads the model and says so.
-pub fn load_line(kind: Kind, model: &str) -> Value {
+/// The answer to a request without a prompt: Ollama loads the model and says so
+/// (`reason` "load"), or with `keep_alive: 0` unloads it ("unload").
+pub fn load_line(kind: Kind, model: &str, reason: &str) -> Value {
     let mut obj = base(kind, model, "", true);
-    obj.insert("done_reason".into(), json!("load"));
+    obj.insert("done_reason".into(), json!(reason));
     Value::Object(obj)
 }
 

@@ -1,6 +1,8 @@
 //! The OpenAI endpoints: `/v1/chat/completions`, `/v1/completions`, `/v1/models`.
 //!
-//! A handler parses and validates the body ([`request`]), builds the prompt through the
+//! A handler parses the body, gets the engine of the model its `model` field names from
+//! the [`ModelProvider`](nao_engine::api::ModelProvider) (loading it first if needed, on a
+//! blocking thread), validates the rest ([`request`]), builds the prompt through that
 //! engine, submits one engine request per choice (`n` × prompts, seeds `seed`, `seed+1`,
 //! …) and either collects the events into one object or hands them to an SSE body
 //! ([`crate::stream`]). Every engine receiver lives inside [`Events`]; dropping it (the
@@ -25,7 +27,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use nao_engine::api::{Event, Request, RequestHandle, Usage};
+use nao_engine::api::{EngineHandle, Event, ModelEntry, Request, RequestHandle, Usage};
 use nao_tokenizer::tools::reasoning::ReasoningSplitter;
 use nao_tokenizer::tools::ToolFormat;
 use output::{OutputSpec, ReasoningFormat};
@@ -93,6 +95,8 @@ pub struct Events {
     /// Prompt tokens submitted, each prompt counted once (for the log line of a stream
     /// that ends before the engine reports usage).
     pub prompt_tokens: usize,
+    /// The model's engine: holding it keeps the model loaded until the response is done.
+    _engine: Arc<dyn EngineHandle>,
 }
 
 struct Seq {
@@ -107,6 +111,7 @@ impl Events {
     /// (their handles dropped) and the refusal is returned.
     pub(crate) fn submit(
         state: &AppState,
+        engine: &Arc<dyn EngineHandle>,
         reqs: Vec<(usize, Request)>,
         prompt_param: &str,
     ) -> Result<Events, ApiError> {
@@ -116,8 +121,7 @@ impl Events {
             if seqs.last().is_none_or(|s: &Seq| s.prompt_idx != prompt_idx) {
                 prompt_tokens += req.prompt.len();
             }
-            let RequestHandle { events } = state
-                .engine
+            let RequestHandle { events } = engine
                 .submit(req)
                 .map_err(|e| ApiError::from_submit(e, prompt_param, state.cfg.retry_after_secs))?;
             seqs.push(Seq {
@@ -132,6 +136,7 @@ impl Events {
             next: 0,
             metrics: state.metrics.clone(),
             prompt_tokens,
+            _engine: Arc::clone(engine),
         })
     }
 
@@ -258,13 +263,40 @@ fn engine_requests(prompts: Vec<Vec<u32>>, p: &GenParams) -> Vec<(usize, Request
 }
 
 /// Runs tokenization-like work off the async threads: a multi-megabyte prompt takes long
-/// enough to stall other connections.
+/// enough to stall other connections, loading a model far longer.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::Internal(format!("prompt preparation failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("request preparation failed: {e}")))?
+}
+
+/// The `model` field of a request body: `None` when absent, null or empty.
+pub(crate) fn requested_model(
+    obj: &serde_json::Map<String, Value>,
+) -> Result<Option<String>, ApiError> {
+    Ok(request::Fields(obj)
+        .str("model")?
+        .filter(|m| !m.is_empty())
+        .map(str::to_string))
+}
+
+/// The engine of the model `model` names (`None`: the default model), loaded first when
+/// needed — on a blocking thread, so other requests go on meanwhile. The handle keeps the
+/// model loaded: hold it until the response is complete.
+pub(crate) async fn engine_for(
+    state: &AppState,
+    model: Option<String>,
+) -> Result<Arc<dyn EngineHandle>, ApiError> {
+    let models = state.models.clone();
+    let retry = state.cfg.retry_after_secs;
+    blocking(move || {
+        models
+            .acquire(model.as_deref())
+            .map_err(|e| ApiError::from_acquire(e, retry))
+    })
+    .await
 }
 
 /// `POST /v1/chat/completions`.
@@ -296,7 +328,8 @@ async fn handle(
     let body = body_bytes(body, state.cfg.max_body_bytes)?;
     let obj = request::parse_object(&body)?;
     drop(body);
-    let info = state.engine.model_info();
+    let engine = engine_for(&state, requested_model(&obj)?).await?;
+    let info = engine.model_info();
     let mut output = OutputSpec::plain();
     let (prompts, params, prompt_param) = match kind {
         Kind::Chat => {
@@ -319,7 +352,7 @@ async fn handle(
             if req.tools.parse_calls() {
                 output.tools = Some((format, req.tools.names()));
             }
-            let engine = state.engine.clone();
+            let engine = engine.clone();
             let (messages, tools) = (req.messages, req.tools.for_template());
             let (ids, opens_thinking) = blocking(move || {
                 let text = engine.render_chat(&messages, tools.as_ref())?;
@@ -335,7 +368,7 @@ async fn handle(
         Kind::Completion => {
             let req = prompt::parse_completion(&obj, &state.cfg, &info)?;
             drop(obj);
-            let engine = state.engine.clone();
+            let engine = engine.clone();
             let prompts = req.prompts;
             let ids = blocking(move || {
                 Ok(prompts
@@ -361,7 +394,12 @@ async fn handle(
         logprobs: params.logprobs.is_some(),
         include_usage: params.stream && params.include_usage,
     };
-    let events = Events::submit(&state, engine_requests(prompts, &params), prompt_param)?;
+    let events = Events::submit(
+        &state,
+        &engine,
+        engine_requests(prompts, &params),
+        prompt_param,
+    )?;
     if params.stream {
         let path = match kind {
             Kind::Chat => "/v1/chat/completions",
@@ -437,21 +475,35 @@ async fn collect(
     Ok((choices, usage.total))
 }
 
-fn model_json(state: &AppState) -> Value {
-    let info = state.engine.model_info();
+/// One `/v1/models` entry. `loaded` (an extension OpenAI clients ignore) says whether the
+/// model is in memory now or is loaded on its first request.
+pub(crate) fn model_json(m: &ModelEntry) -> Value {
     json!({
-        "id": info.id,
+        "id": m.info.id,
         "object": "model",
-        "created": info.created,
+        "created": m.info.created,
         "owned_by": "nao",
-        "context_length": info.n_ctx,
+        "context_length": m.info.n_ctx,
+        "loaded": m.loaded,
     })
+}
+
+/// Every chat model the provider serves, loaded or loadable (reads model files: on a
+/// blocking thread).
+pub(crate) async fn chat_models(state: &AppState) -> Result<Vec<ModelEntry>, ApiError> {
+    let models = state.models.clone();
+    blocking(move || Ok(models.list())).await
 }
 
 /// `GET /v1/models`.
 pub async fn list_models(State(state): State<Arc<AppState>>) -> Response {
-    let body = json!({"object": "list", "data": [model_json(&state)]});
-    json_response(&body)
+    match chat_models(&state).await {
+        Ok(list) => {
+            let data: Vec<Value> = list.iter().map(model_json).collect();
+            json_response(&json!({"object": "list", "data": data}))
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `GET /v1/models/{id}`. Model ids may contain `/` (`org/name`), hence the wildcard.
@@ -463,10 +515,17 @@ pub async fn get_model(
         Ok(Path(id)) => id,
         Err(e) => return ApiError::bad_body(e.body_text()).into_response(),
     };
-    if id != state.engine.model_info().id {
-        return ApiError::ModelNotFound(id).into_response();
+    let models = state.models.clone();
+    let retry = state.cfg.retry_after_secs;
+    let entry = blocking(move || {
+        models
+            .describe(Some(&id))
+            .map_err(|e| ApiError::from_acquire(e, retry))
+    });
+    match entry.await {
+        Ok(m) => json_response(&model_json(&m)),
+        Err(e) => e.into_response(),
     }
-    json_response(&model_json(&state))
 }
 
 pub fn json_response(v: &Value) -> Response {

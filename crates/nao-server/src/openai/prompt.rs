@@ -41,22 +41,11 @@ pub struct CompletionRequest {
     pub params: GenParams,
 }
 
-/// `model` must name the served model. A missing or empty `model` is accepted: this server
-/// serves exactly one model, and tools such as curl scripts often leave it out.
-pub fn check_model(obj: &Map<String, Value>, info: &ModelInfo) -> Result<(), ApiError> {
-    match Fields(obj).str("model")? {
-        None | Some("") => Ok(()),
-        Some(m) if m == info.id => Ok(()),
-        Some(m) => Err(ApiError::ModelNotFound(m.to_string())),
-    }
-}
-
 pub fn parse_chat(
     obj: &Map<String, Value>,
     cfg: &ServerConfig,
     info: &ModelInfo,
 ) -> Result<ChatRequest, ApiError> {
-    check_model(obj, info)?;
     let f = Fields(obj);
     let messages = match f.get("messages") {
         None => return Err(ApiError::bad("messages", "messages is required")),
@@ -188,7 +177,6 @@ pub fn parse_completion(
     cfg: &ServerConfig,
     info: &ModelInfo,
 ) -> Result<CompletionRequest, ApiError> {
-    check_model(obj, info)?;
     let f = Fields(obj);
     let prompts = parse_prompt(f.get("prompt"), cfg, info)?;
     let legacy = cfg.max_top_logprobs.min(MAX_LEGACY_LOGPROBS) as u64;
