@@ -20,6 +20,7 @@ pub(crate) mod gemm;
 pub(crate) mod pack;
 mod pack_simd;
 
+use crate::blocks::BlockQ8_0;
 use std::marker::PhantomData;
 use std::sync::OnceLock;
 
@@ -223,6 +224,118 @@ impl Drop for Tiles {
     fn drop(&mut self) {
         // SAFETY: `tilerelease` returns the tile state to its initial (unconfigured) state;
         // it touches no memory and nothing uses the tiles after this guard is gone.
+        unsafe { std::arch::asm!("tilerelease", options(nomem, nostack, preserves_flags)) }
+    }
+}
+
+/// Proof that this thread's tiles are configured for 32-quant blocks
+/// ([`crate::packed`]): tmm0 and tmm1 are 16 × 16 int32 results, tmm2 and tmm3 16 rows ×
+/// 32 bytes (16 tokens' int8 quants of one block), tmm4 8 rows × 64 bytes (one interleaved
+/// block of 16 weight rows, unsigned). Releases them when dropped; not `Send`.
+pub(crate) struct TilesK32 {
+    _not_send: PhantomData<*const ()>,
+}
+
+impl TilesK32 {
+    /// Configures the tiles as described on the type; `None` when [`enabled`] is false.
+    pub(crate) fn configure() -> Option<TilesK32> {
+        if !enabled() {
+            return None;
+        }
+        let cfg = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            colsb: [64, 64, 32, 32, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            rows: [16, 16, 16, 16, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        // SAFETY: `enabled()` established AMX-TILE support and the kernel's permission;
+        // `ldtilecfg` reads the 64 bytes of `cfg`, a valid palette-1 configuration.
+        unsafe {
+            std::arch::asm!(
+                "ldtilecfg [{p}]",
+                p = in(reg) &cfg as *const TileConfig,
+                options(nostack, readonly, preserves_flags),
+            )
+        };
+        Some(TilesK32 {
+            _not_send: PhantomData,
+        })
+    }
+
+    reg_op! {
+        zero0 => "tilezero tmm0";
+        zero1 => "tilezero tmm1";
+        // Signed activations (A: tmm2, tmm3) × unsigned weights (B: tmm4).
+        dpbsud_0_2_4 => "tdpbsud tmm0, tmm2, tmm4";
+        dpbsud_1_3_4 => "tdpbsud tmm1, tmm3, tmm4";
+    }
+
+    store_op! {
+        store0 => "0";
+        store1 => "1";
+    }
+
+    /// Loads tmm4 from one block's eight 64-byte lines.
+    #[inline(always)]
+    pub(crate) fn load_b4(&self, lines: &[[u8; 64]; 8]) {
+        // SAFETY: tmm4 is configured as 8 rows × 64 bytes, so with a 64-byte stride
+        // `tileloadd` reads exactly the 512 bytes of `lines`, which the borrow keeps alive.
+        unsafe {
+            std::arch::asm!(
+                "tileloadd tmm4, [{p} + {s}*1]",
+                p = in(reg) lines.as_ptr(),
+                s = in(reg) 64usize,
+                options(nostack, readonly, preserves_flags),
+            )
+        }
+    }
+
+    /// Loads tmm2 (`second`: tmm3) with the quants of blocks `acts[first + i·stride]`,
+    /// i = 0..16. Returns `false` (loading nothing) when the last one is out of bounds.
+    #[inline(always)]
+    pub(crate) fn load_a(
+        &self,
+        second: bool,
+        acts: &[BlockQ8_0],
+        first: usize,
+        stride: usize,
+    ) -> bool {
+        let Some(last) = stride.checked_mul(15).and_then(|o| o.checked_add(first)) else {
+            return false;
+        };
+        if last >= acts.len() {
+            return false;
+        }
+        let p = acts[first].qs.as_ptr();
+        let s = stride * std::mem::size_of::<BlockQ8_0>();
+        // SAFETY: the tile is configured as 16 rows × 32 bytes, so `tileloadd` reads 32
+        // bytes at `p + i·s` for i < 16: the quants of `acts[first + i·stride]`, all in
+        // bounds (checked above) and kept alive by the borrow.
+        unsafe {
+            if second {
+                std::arch::asm!(
+                    "tileloadd tmm3, [{p} + {s}*1]",
+                    p = in(reg) p,
+                    s = in(reg) s,
+                    options(nostack, readonly, preserves_flags),
+                )
+            } else {
+                std::arch::asm!(
+                    "tileloadd tmm2, [{p} + {s}*1]",
+                    p = in(reg) p,
+                    s = in(reg) s,
+                    options(nostack, readonly, preserves_flags),
+                )
+            }
+        }
+        true
+    }
+}
+
+impl Drop for TilesK32 {
+    fn drop(&mut self) {
+        // SAFETY: as for `Tiles`: returns the tile state to its initial state.
         unsafe { std::arch::asm!("tilerelease", options(nomem, nostack, preserves_flags)) }
     }
 }

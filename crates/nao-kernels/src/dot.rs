@@ -282,6 +282,15 @@ impl QuantizedActs {
         (rows, &mut self.amx)
     }
 
+    /// The Q8_0 rows quantized last, back to back (empty for other formats).
+    pub(crate) fn q8_0_rows(&self) -> &[BlockQ8_0] {
+        if self.kind == ActType::Q8_0 {
+            &self.q8_0[..self.n_rows * self.row_len]
+        } else {
+            &[]
+        }
+    }
+
     /// Format of the rows quantized last.
     pub fn act_type(&self) -> ActType {
         self.kind

@@ -30,6 +30,8 @@ use crate::{DType, KernelError};
 use half::f16;
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 /// Rows per interleaved group: one 512-bit register of 32-bit lanes.
@@ -368,10 +370,19 @@ fn run(
             corr: &corr[t * nb..(t + 1) * nb],
         })
         .collect();
+    let all = acts.q8_0_rows();
+    let g = Gemm {
+        scales: &w.scales,
+        nb,
+        rows: w.rows,
+        cols: &cols,
+        acts: all,
+        simd,
+    };
     match &w.bodies {
-        Bodies::Q4_0(b) => gemm(b, &w.scales, nb, w.rows, &cols, y, pool, simd),
-        Bodies::Q5_0(b) => gemm(b, &w.scales, nb, w.rows, &cols, y, pool, simd),
-        Bodies::Q8_0(b) => gemm(b, &w.scales, nb, w.rows, &cols, y, pool, simd),
+        Bodies::Q4_0(b) => g.run(b, y, pool),
+        Bodies::Q5_0(b) => g.run(b, y, pool),
+        Bodies::Q8_0(b) => g.run(b, y, pool),
     }
     Ok(())
 }
@@ -379,43 +390,89 @@ fn run(
 /// Activation bytes a column block should stay under (kept in L2 while weights stream).
 const COL_BLOCK_BYTES: usize = 256 << 10;
 
-#[allow(clippy::too_many_arguments)]
-fn gemm<B: Body + KernelBody>(
-    bodies: &[B],
-    scales: &[[f16; GROUP_ROWS]],
+/// One matmul's shapes and activations.
+struct Gemm<'a> {
+    scales: &'a [[f16; GROUP_ROWS]],
     nb: usize,
     rows: usize,
-    cols: &[Col<'_>],
-    y: &mut [f32],
-    pool: &ThreadPool,
+    cols: &'a [Col<'a>],
+    /// All tokens' Q8_0 blocks back to back (`nb` per token), for the tile loads.
+    acts: &'a [BlockQ8_0],
     simd: bool,
-) {
-    let n = cols.len();
-    let col_bytes = nb * (std::mem::size_of::<BlockQ8_0>() + 8);
-    let cb = (COL_BLOCK_BYTES / col_bytes.max(1) / MAX_COLS * MAX_COLS)
-        .clamp(MAX_COLS, 256)
-        .min(n.max(1));
-    let out = SharedMut::new(y);
-    pool.for_ranges(rows / GROUP_ROWS, &|groups| {
-        for c0 in (0..n).step_by(cb) {
-            let c1 = (c0 + cb).min(n);
-            for g in groups.clone() {
-                let gb = &bodies[g * nb..(g + 1) * nb];
-                let gs = &scales[g * nb..(g + 1) * nb];
-                for (k, chunk) in cols[c0..c1].chunks(MAX_COLS).enumerate() {
-                    let res = group_cols(gb, gs, chunk, simd);
-                    for (i, r) in res.iter().take(chunk.len()).enumerate() {
-                        let t = c0 + k * MAX_COLS + i;
-                        let at = t * rows + g * GROUP_ROWS;
-                        // SAFETY: each thread owns whole groups, so the 16 outputs of group
-                        // `g` for token `t` are written by this thread alone; `y` outlives
-                        // the pool job.
-                        unsafe { out.slice_mut(at..at + GROUP_ROWS) }.copy_from_slice(r);
+}
+
+impl Gemm<'_> {
+    fn run<B: Body + KernelBody>(&self, bodies: &[B], y: &mut [f32], pool: &ThreadPool) {
+        let (nb, rows, cols) = (self.nb, self.rows, self.cols);
+        let n = cols.len();
+        #[cfg(target_arch = "x86_64")]
+        let amx = self.simd && n >= amx::PASS && crate::amx::enabled();
+        #[cfg(not(target_arch = "x86_64"))]
+        let amx = false;
+        let step = if amx { amx::PASS } else { MAX_COLS };
+        let col_bytes = nb * (std::mem::size_of::<BlockQ8_0>() + 8);
+        let cb = (COL_BLOCK_BYTES / col_bytes.max(1) / step * step)
+            .clamp(step, 256)
+            .min(n.max(1));
+        let out = SharedMut::new(y);
+        let write = |t: usize, g: usize, r: &[f32; GROUP_ROWS]| {
+            let at = t * rows + g * GROUP_ROWS;
+            // SAFETY: each thread owns whole groups, so the 16 outputs of group `g` for
+            // token `t` are written by this thread alone; `y` outlives the pool job.
+            unsafe { out.slice_mut(at..at + GROUP_ROWS) }.copy_from_slice(r);
+        };
+        pool.for_ranges(rows / GROUP_ROWS, &|groups| {
+            #[cfg(target_arch = "x86_64")]
+            let tiles = if amx {
+                crate::amx::TilesK32::configure()
+            } else {
+                None
+            };
+            #[cfg(target_arch = "x86_64")]
+            let mut lines = vec![[[0u8; 64]; 8]; if tiles.is_some() { nb } else { 0 }];
+            for c0 in (0..n).step_by(cb) {
+                let c1 = (c0 + cb).min(n);
+                for g in groups.clone() {
+                    let gb = &bodies[g * nb..(g + 1) * nb];
+                    let gs = &self.scales[g * nb..(g + 1) * nb];
+                    #[allow(unused_mut)]
+                    let mut t = c0;
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(tiles) = &tiles {
+                        if c1 - t >= amx::PASS {
+                            for (l, body) in lines.iter_mut().zip(gb) {
+                                // SAFETY: tiles exist only where `amx::enabled()`, which
+                                // implies AVX-512 F/BW (and `simd` was checked).
+                                unsafe { body.unpack_lines(l) };
+                            }
+                        }
+                        while c1 - t >= amx::PASS {
+                            let Ok(pass) =
+                                <&[Col<'_>; amx::PASS]>::try_from(&cols[t..t + amx::PASS])
+                            else {
+                                break;
+                            };
+                            // SAFETY: as above; the tile loads check their bounds.
+                            let res = unsafe {
+                                amx::group_pass(tiles, &lines, gs, self.acts, nb, t, pass)
+                            };
+                            let Some(res) = res else { break };
+                            for (i, r) in res.iter().enumerate() {
+                                write(t + i, g, r);
+                            }
+                            t += amx::PASS;
+                        }
+                    }
+                    for (k, chunk) in cols[t..c1].chunks(MAX_COLS).enumerate() {
+                        let res = group_cols(gb, gs, chunk, self.simd);
+                        for (i, r) in res.iter().take(chunk.len()).enumerate() {
+                            write(t + k * MAX_COLS + i, g, r);
+                        }
                     }
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 /// The per-format hook into the AVX-512 kernel (the scalar twin needs only [`Body`]).
@@ -430,6 +487,13 @@ pub(crate) trait KernelBody: Body {
         scales: &[[f16; GROUP_ROWS]],
         cols: &[Col<'_>; N],
     ) -> [[f32; GROUP_ROWS]; N];
+
+    /// The block's eight lines of unsigned quants ([`Body::lines`]), with AVX-512.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F and BW.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn unpack_lines(&self, out: &mut [[u8; 64]; 8]);
 }
 
 /// Up to [`MAX_COLS`] columns of one group; entries past `cols.len()` are unused.

@@ -138,7 +138,7 @@ fn packed_kernels_match_twin_reference_and_are_batch_invariant() {
                 panic!("{w} {rows}x{cols} not packed");
             };
             assert_eq!(p.n_bytes(), raw.len(), "{w}: repacked size");
-            for n in [1usize, 3, 8, 9, 17, 40] {
+            for n in [1usize, 3, 8, 9, 17, 40, 70] {
                 let x: Vec<f32> = (0..n * cols).map(|_| r.unit() * 2.0).collect();
                 let mut acts = QuantizedActs::new();
                 let mut twin = vec![0.0f32; n * rows];

@@ -111,6 +111,16 @@ unsafe fn kernel<B: Unpack, const N: usize>(
 macro_rules! kernel_body {
     ($t:ty) => {
         impl KernelBody for $t {
+            unsafe fn unpack_lines(&self, out: &mut [[u8; 64]; 8]) {
+                // SAFETY: the trait method's contract is the CPU features unpack needs.
+                let w = unsafe { self.unpack() };
+                for (o, v) in out.iter_mut().zip(w) {
+                    // SAFETY: `o` is exactly 64 writable bytes; storeu has no alignment
+                    // requirement.
+                    unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), v) };
+                }
+            }
+
             unsafe fn kernel<const N: usize>(
                 bodies: &[Self],
                 scales: &[[f16; GROUP_ROWS]],

@@ -1,0 +1,70 @@
+//! The AMX path for interleaved blocks (prefill): per 32-quant block, one tile product of
+//! 16 tokens' quants (A, signed) with the block's 16 interleaved weight rows (B, unsigned:
+//! the eight 64-byte lines are exactly the tile's eight rows) gives every token's exact
+//! block sums for the 16 rows; an AVX-512 epilogue then applies `−offset · Σy`, `d_y` and
+//! `d_x` with the same operations, in the same order, as the VNNI kernel
+//! ([`super::avx512`]) and its scalar twin. So a token's outputs are the same bits whichever
+//! path computed them.
+//!
+//! Every function is an `unsafe fn` with `#[target_feature]`: the contract is that the CPU
+//! has AVX-512 F/BW, AVX2, FMA and F16C (implied where [`crate::amx::enabled`] holds). Tile
+//! loads check their bounds in [`TilesK32`]; vector loads read fixed-size arrays.
+
+use super::{Col, GROUP_ROWS};
+use crate::amx::{CTile, TilesK32};
+use crate::blocks::BlockQ8_0;
+use half::f16;
+use std::arch::x86_64::*;
+
+/// Tokens per pass: two 16-token tiles against each weight block.
+pub(super) const PASS: usize = 32;
+
+/// Group `g`'s outputs (16 weight rows, blocks unpacked in `lines`, scales `scales`) for
+/// tokens `t0..t0 + 32` (`cols`; their blocks in `acts`, `nb` per token). `None` when a tile
+/// load would fall outside `acts`.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+pub(super) unsafe fn group_pass(
+    tiles: &TilesK32,
+    lines: &[[[u8; 64]; 8]],
+    scales: &[[f16; GROUP_ROWS]],
+    acts: &[BlockQ8_0],
+    nb: usize,
+    t0: usize,
+    cols: &[Col<'_>; PASS],
+) -> Option<[[f32; GROUP_ROWS]; PASS]> {
+    let mut acc = [_mm512_setzero_ps(); PASS];
+    let mut c = [CTile::ZERO, CTile::ZERO];
+    for (b, (l, sc)) in lines.iter().zip(scales).enumerate().take(nb) {
+        tiles.load_b4(l);
+        if !tiles.load_a(false, acts, t0 * nb + b, nb)
+            || !tiles.load_a(true, acts, (t0 + 16) * nb + b, nb)
+        {
+            return None;
+        }
+        tiles.zero0();
+        tiles.zero1();
+        tiles.dpbsud_0_2_4();
+        tiles.dpbsud_1_3_4();
+        let [c0, c1] = &mut c;
+        tiles.store0(c0);
+        tiles.store1(c1);
+        // SAFETY: `sc` is exactly 16 f16 (32 readable bytes); loadu has no alignment
+        // requirement.
+        let dx = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(sc.as_ptr().cast()) });
+        let rows = c.iter().flat_map(|t| t.0.chunks_exact(16));
+        for ((a, col), row) in acc.iter_mut().zip(cols).zip(rows) {
+            // SAFETY: `row` is exactly 16 readable i32 (a `chunks_exact(16)` piece of the
+            // result tile); loadu has no alignment requirement.
+            let sum = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+            let s = _mm512_add_epi32(sum, _mm512_set1_epi32(col.corr[b]));
+            let t = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(col.dy[b]));
+            *a = _mm512_fmadd_ps(t, dx, *a);
+        }
+    }
+    let mut out = [[0.0f32; GROUP_ROWS]; PASS];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        // SAFETY: `o` is exactly 16 writable f32; storeu has no alignment requirement.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *a) };
+    }
+    Some(out)
+}
