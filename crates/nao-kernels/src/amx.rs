@@ -20,7 +20,6 @@ pub(crate) mod gemm;
 pub(crate) mod pack;
 mod pack_simd;
 
-use crate::blocks::BlockQ8_0;
 use std::marker::PhantomData;
 use std::sync::OnceLock;
 
@@ -291,45 +290,28 @@ impl TilesK32 {
         }
     }
 
-    /// Loads tmm2 (`second`: tmm3) with the quants of blocks `acts[first + i·stride]`,
-    /// i = 0..16. Returns `false` (loading nothing) when the last one is out of bounds.
+    /// Loads tmm2 (`second`: tmm3) with 16 tokens' 32 quants of one block.
     #[inline(always)]
-    pub(crate) fn load_a(
-        &self,
-        second: bool,
-        acts: &[BlockQ8_0],
-        first: usize,
-        stride: usize,
-    ) -> bool {
-        let Some(last) = stride.checked_mul(15).and_then(|o| o.checked_add(first)) else {
-            return false;
-        };
-        if last >= acts.len() {
-            return false;
-        }
-        let p = acts[first].qs.as_ptr();
-        let s = stride * std::mem::size_of::<BlockQ8_0>();
-        // SAFETY: the tile is configured as 16 rows × 32 bytes, so `tileloadd` reads 32
-        // bytes at `p + i·s` for i < 16: the quants of `acts[first + i·stride]`, all in
-        // bounds (checked above) and kept alive by the borrow.
+    pub(crate) fn load_a(&self, second: bool, q: &[[i8; 32]; 16]) {
+        // SAFETY: the tile is configured as 16 rows × 32 bytes, so with a 32-byte stride
+        // `tileloadd` reads exactly the 512 bytes of `q`, which the borrow keeps alive.
         unsafe {
             if second {
                 std::arch::asm!(
                     "tileloadd tmm3, [{p} + {s}*1]",
-                    p = in(reg) p,
-                    s = in(reg) s,
+                    p = in(reg) q.as_ptr(),
+                    s = in(reg) 32usize,
                     options(nostack, readonly, preserves_flags),
                 )
             } else {
                 std::arch::asm!(
                     "tileloadd tmm2, [{p} + {s}*1]",
-                    p = in(reg) p,
-                    s = in(reg) s,
+                    p = in(reg) q.as_ptr(),
+                    s = in(reg) 32usize,
                     options(nostack, readonly, preserves_flags),
                 )
             }
         }
-        true
     }
 }
 

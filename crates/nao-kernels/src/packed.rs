@@ -370,13 +370,19 @@ fn run(
             corr: &corr[t * nb..(t + 1) * nb],
         })
         .collect();
-    let all = acts.q8_0_rows();
+    #[cfg(target_arch = "x86_64")]
+    let a_tiles = if simd && n_tokens >= amx::PASS && crate::amx::enabled() {
+        amx::pack_acts(acts.q8_0_rows(), nb, n_tokens)
+    } else {
+        Vec::new()
+    };
     let g = Gemm {
         scales: &w.scales,
         nb,
         rows: w.rows,
         cols: &cols,
-        acts: all,
+        #[cfg(target_arch = "x86_64")]
+        a_tiles: &a_tiles,
         simd,
     };
     match &w.bodies {
@@ -396,8 +402,9 @@ struct Gemm<'a> {
     nb: usize,
     rows: usize,
     cols: &'a [Col<'a>],
-    /// All tokens' Q8_0 blocks back to back (`nb` per token), for the tile loads.
-    acts: &'a [BlockQ8_0],
+    /// The activations as AMX A tiles (empty when the AMX path is not taken).
+    #[cfg(target_arch = "x86_64")]
+    a_tiles: &'a [amx::ATile],
     simd: bool,
 }
 
@@ -406,7 +413,7 @@ impl Gemm<'_> {
         let (nb, rows, cols) = (self.nb, self.rows, self.cols);
         let n = cols.len();
         #[cfg(target_arch = "x86_64")]
-        let amx = self.simd && n >= amx::PASS && crate::amx::enabled();
+        let amx = !self.a_tiles.is_empty();
         #[cfg(not(target_arch = "x86_64"))]
         let amx = false;
         let step = if amx { amx::PASS } else { MAX_COLS };
@@ -452,9 +459,9 @@ impl Gemm<'_> {
                             else {
                                 break;
                             };
-                            // SAFETY: as above; the tile loads check their bounds.
+                            // SAFETY: as above; the A tiles are looked up with bounds checks.
                             let res = unsafe {
-                                amx::group_pass(tiles, &lines, gs, self.acts, nb, t, pass)
+                                amx::group_pass(tiles, &lines, gs, self.a_tiles, nb, t, pass)
                             };
                             let Some(res) = res else { break };
                             for (i, r) in res.iter().enumerate() {

@@ -19,15 +19,35 @@ use std::arch::x86_64::*;
 /// Tokens per pass: two 16-token tiles against each weight block.
 pub(super) const PASS: usize = 32;
 
+/// 16 tokens' quants of one block, as an A tile loads them.
+pub(super) type ATile = [[i8; 32]; 16];
+
+/// The quants of `acts` (`nb` blocks per token) as A tiles: tile `i · nb + b` holds block
+/// `b` of tokens `16i..16i + 16`; only whole 16-token tiles.
+pub(super) fn pack_acts(acts: &[BlockQ8_0], nb: usize, n_tokens: usize) -> Vec<ATile> {
+    let n_tiles = n_tokens / 16;
+    let mut out = vec![[[0i8; 32]; 16]; n_tiles * nb];
+    for (i, tiles) in out.chunks_exact_mut(nb.max(1)).enumerate() {
+        for (b, tile) in tiles.iter_mut().enumerate() {
+            for (r, row) in tile.iter_mut().enumerate() {
+                if let Some(blk) = acts.get((16 * i + r) * nb + b) {
+                    *row = blk.qs;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Group `g`'s outputs (16 weight rows, blocks unpacked in `lines`, scales `scales`) for
-/// tokens `t0..t0 + 32` (`cols`; their blocks in `acts`, `nb` per token). `None` when a tile
-/// load would fall outside `acts`.
+/// tokens `t0..t0 + 32` (`cols`; their A tiles in `a`, see [`pack_acts`]). `None` when the
+/// tiles do not cover those tokens.
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub(super) unsafe fn group_pass(
     tiles: &TilesK32,
     lines: &[[[u8; 64]; 8]],
     scales: &[[f16; GROUP_ROWS]],
-    acts: &[BlockQ8_0],
+    a: &[ATile],
     nb: usize,
     t0: usize,
     cols: &[Col<'_>; PASS],
@@ -35,12 +55,13 @@ pub(super) unsafe fn group_pass(
     let mut acc = [_mm512_setzero_ps(); PASS];
     let mut c = [CTile::ZERO, CTile::ZERO];
     for (b, (l, sc)) in lines.iter().zip(scales).enumerate().take(nb) {
-        tiles.load_b4(l);
-        if !tiles.load_a(false, acts, t0 * nb + b, nb)
-            || !tiles.load_a(true, acts, (t0 + 16) * nb + b, nb)
-        {
+        let i = t0 / 16 * nb + b;
+        let (Some(a0), Some(a1)) = (a.get(i), a.get(i + nb)) else {
             return None;
-        }
+        };
+        tiles.load_b4(l);
+        tiles.load_a(false, a0);
+        tiles.load_a(true, a1);
         tiles.zero0();
         tiles.zero1();
         tiles.dpbsud_0_2_4();
