@@ -228,7 +228,8 @@ impl Drop for Tiles {
 }
 
 /// Proof that this thread's tiles are configured for 32-quant blocks
-/// ([`crate::packed`]): tmm0 and tmm1 are 16 × 16 int32 results, tmm2 and tmm3 16 rows ×
+/// ([`crate::packed`]): tmm0, tmm1, tmm5 and tmm6 are 16 × 16 int32 results (two pairs, so
+/// one block's products run while the previous block's are stored), tmm2 and tmm3 16 rows ×
 /// 32 bytes (16 tokens' int8 quants of one block), tmm4 8 rows × 64 bytes (one interleaved
 /// block of 16 weight rows, unsigned). Releases them when dropped; not `Send`.
 pub(crate) struct TilesK32 {
@@ -245,8 +246,8 @@ impl TilesK32 {
             palette: 1,
             start_row: 0,
             reserved: [0; 14],
-            colsb: [64, 64, 32, 32, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            rows: [16, 16, 16, 16, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            colsb: [64, 64, 32, 32, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            rows: [16, 16, 16, 16, 8, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         };
         // SAFETY: `enabled()` established AMX-TILE support and the kernel's permission;
         // `ldtilecfg` reads the 64 bytes of `cfg`, a valid palette-1 configuration.
@@ -265,14 +266,20 @@ impl TilesK32 {
     reg_op! {
         zero0 => "tilezero tmm0";
         zero1 => "tilezero tmm1";
+        zero5 => "tilezero tmm5";
+        zero6 => "tilezero tmm6";
         // Signed activations (A: tmm2, tmm3) × unsigned weights (B: tmm4).
         dpbsud_0_2_4 => "tdpbsud tmm0, tmm2, tmm4";
         dpbsud_1_3_4 => "tdpbsud tmm1, tmm3, tmm4";
+        dpbsud_5_2_4 => "tdpbsud tmm5, tmm2, tmm4";
+        dpbsud_6_3_4 => "tdpbsud tmm6, tmm3, tmm4";
     }
 
     store_op! {
         store0 => "0";
         store1 => "1";
+        store5 => "5";
+        store6 => "6";
     }
 
     /// Loads tmm4 from one block's eight 64-byte lines.

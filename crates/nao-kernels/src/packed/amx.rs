@@ -53,33 +53,56 @@ pub(super) unsafe fn group_pass(
     cols: &[Col<'_>; PASS],
 ) -> Option<[[f32; GROUP_ROWS]; PASS]> {
     let mut acc = [_mm512_setzero_ps(); PASS];
-    let mut c = [CTile::ZERO, CTile::ZERO];
-    for (b, (l, sc)) in lines.iter().zip(scales).enumerate().take(nb) {
-        let i = t0 / 16 * nb + b;
-        let (Some(a0), Some(a1)) = (a.get(i), a.get(i + nb)) else {
-            return None;
-        };
-        tiles.load_b4(l);
-        tiles.load_a(false, a0);
-        tiles.load_a(true, a1);
-        tiles.zero0();
-        tiles.zero1();
-        tiles.dpbsud_0_2_4();
-        tiles.dpbsud_1_3_4();
-        let [c0, c1] = &mut c;
-        tiles.store0(c0);
-        tiles.store1(c1);
-        // SAFETY: `sc` is exactly 16 f16 (32 readable bytes); loadu has no alignment
-        // requirement.
-        let dx = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(sc.as_ptr().cast()) });
-        let rows = c.iter().flat_map(|t| t.0.chunks_exact(16));
-        for ((a, col), row) in acc.iter_mut().zip(cols).zip(rows) {
-            // SAFETY: `row` is exactly 16 readable i32 (a `chunks_exact(16)` piece of the
-            // result tile); loadu has no alignment requirement.
-            let sum = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
-            let s = _mm512_add_epi32(sum, _mm512_set1_epi32(col.corr[b]));
-            let t = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(col.dy[b]));
-            *a = _mm512_fmadd_ps(t, dx, *a);
+    // Software pipeline: at step `b` the products of block `b` go into one pair of result
+    // tiles while the other pair (block `b − 1`) is stored, and the epilogue folds in block
+    // `b − 2`, whose stores have long completed. Blocks are folded in order.
+    let mut buf = [[CTile::ZERO, CTile::ZERO], [CTile::ZERO, CTile::ZERO]];
+    let n = lines.len().min(scales.len()).min(nb);
+    for step in 0..n + 2 {
+        if step < n {
+            let i = t0 / 16 * nb + step;
+            let (Some(a0), Some(a1)) = (a.get(i), a.get(i + nb)) else {
+                return None;
+            };
+            tiles.load_b4(&lines[step]);
+            tiles.load_a(false, a0);
+            tiles.load_a(true, a1);
+            if step % 2 == 0 {
+                tiles.zero0();
+                tiles.zero1();
+                tiles.dpbsud_0_2_4();
+                tiles.dpbsud_1_3_4();
+            } else {
+                tiles.zero5();
+                tiles.zero6();
+                tiles.dpbsud_5_2_4();
+                tiles.dpbsud_6_3_4();
+            }
+        }
+        if (1..=n).contains(&step) {
+            let [c0, c1] = &mut buf[(step - 1) % 2];
+            if (step - 1) % 2 == 0 {
+                tiles.store0(c0);
+                tiles.store1(c1);
+            } else {
+                tiles.store5(c0);
+                tiles.store6(c1);
+            }
+        }
+        if step >= 2 {
+            let b = step - 2;
+            // SAFETY: `scales[b]` is exactly 16 f16 (32 readable bytes); loadu has no
+            // alignment requirement.
+            let dx = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(scales[b].as_ptr().cast()) });
+            let rows = buf[b % 2].iter().flat_map(|t| t.0.chunks_exact(16));
+            for ((a, col), row) in acc.iter_mut().zip(cols).zip(rows) {
+                // SAFETY: `row` is exactly 16 readable i32 (a `chunks_exact(16)` piece of a
+                // result tile); loadu has no alignment requirement.
+                let sum = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+                let s = _mm512_add_epi32(sum, _mm512_set1_epi32(col.corr[b]));
+                let t = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(col.dy[b]));
+                *a = _mm512_fmadd_ps(t, dx, *a);
+            }
         }
     }
     let mut out = [[0.0f32; GROUP_ROWS]; PASS];
