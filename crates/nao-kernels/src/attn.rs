@@ -131,12 +131,50 @@ fn pass(
 #[inline]
 fn online_step(score: f32, max: &mut f32) -> (f32, f32) {
     if score > *max {
-        let ms = (*max - score).exp();
+        let ms = exp_f32(*max - score);
         *max = score;
         (ms, 1.0)
     } else {
-        (1.0, (score - *max).exp())
+        (1.0, exp_f32(score - *max))
     }
+}
+
+/// Range reduction by ln 2 in two parts (Cody & Waite): `ln 2 = C1 + C2`, `C1` exact in a
+/// few bits so that `n·C1` is exact.
+pub(crate) const EXP_C1: f32 = 0.693_359_4;
+pub(crate) const EXP_C2: f32 = -2.121_944_4e-4;
+/// Minimax polynomial for `(eʳ − 1 − r) / r²` on `|r| ≤ ln 2 / 2` (Cephes' `expf`).
+pub(crate) const EXP_P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_2e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
+/// Below this, `eˣ` is under the smallest normal f32; the result is 0.
+pub(crate) const EXP_MIN: f32 = -87.336_55;
+
+/// `eˣ` for the online softmax's arguments (`x ≤ 0`), within 2 ulp of the true value,
+/// flushing results below the smallest normal to 0 (and defined for `x ≤ 0` only: the
+/// AVX-512 kernel, which evaluates the same operations 16 lanes at a time and so gives the
+/// same bits, does not handle overflow): `n = round(x · log₂e)`,
+/// `r = x − n·C1 − n·C2`, `y = 1 + r + r²·P(r)`, `eˣ = y · 2ⁿ`.
+pub fn exp_f32(x: f32) -> f32 {
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+    let r = n.mul_add(-EXP_C2, n.mul_add(-EXP_C1, x));
+    let mut p = EXP_P[0];
+    for &c in &EXP_P[1..] {
+        p = p.mul_add(r, c);
+    }
+    let y = p.mul_add(r * r, r) + 1.0;
+    if x < EXP_MIN {
+        return 0.0;
+    }
+    if x.is_nan() || n > 127.0 {
+        return y * f32::INFINITY;
+    }
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// `sum(k[i] * q[i])` in the AVX-512 kernel's order: 16 lanes, 16-element chunks
@@ -300,6 +338,28 @@ mod tests {
                 "n={n}: {slow} vs {reference}"
             );
         }
+    }
+
+    #[test]
+    fn exp_is_close_to_f64_and_handles_the_edges() {
+        let mut worst = 0.0f64;
+        let mut x = -90.0f32;
+        while x <= 0.0 {
+            let got = exp_f32(x) as f64;
+            let want = (x as f64).exp();
+            if want >= f32::MIN_POSITIVE as f64 {
+                let ulp = (want as f32).abs() as f64 * f32::EPSILON as f64;
+                worst = worst.max((got - want).abs() / ulp);
+            } else {
+                assert_eq!(got, 0.0, "x={x}");
+            }
+            x += 0.0137;
+        }
+        assert!(worst <= 2.0, "worst error {worst} ulp");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f32(-1e-30), 1.0);
     }
 
     #[test]

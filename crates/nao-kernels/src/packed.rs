@@ -437,6 +437,8 @@ impl Gemm<'_> {
             };
             #[cfg(target_arch = "x86_64")]
             let mut lines = vec![[[0u8; 64]; 8]; if tiles.is_some() { nb } else { 0 }];
+            #[cfg(target_arch = "x86_64")]
+            let (mut stage, mut res) = (amx::stage(), [[0.0f32; GROUP_ROWS]; amx::PASS]);
             for c0 in (0..n).step_by(cb) {
                 let c1 = (c0 + cb).min(n);
                 for g in groups.clone() {
@@ -460,10 +462,22 @@ impl Gemm<'_> {
                                 break;
                             };
                             // SAFETY: as above; the A tiles are looked up with bounds checks.
-                            let res = unsafe {
-                                amx::group_pass(tiles, &lines, gs, self.a_tiles, nb, t, pass)
+                            let done = unsafe {
+                                amx::group_pass(
+                                    tiles,
+                                    &lines,
+                                    gs,
+                                    self.a_tiles,
+                                    nb,
+                                    t,
+                                    pass,
+                                    &mut stage,
+                                    &mut res,
+                                )
                             };
-                            let Some(res) = res else { break };
+                            if !done {
+                                break;
+                            }
                             for (i, r) in res.iter().enumerate() {
                                 write(t + i, g, r);
                             }

@@ -39,9 +39,18 @@ pub(super) fn pack_acts(acts: &[BlockQ8_0], nb: usize, n_tokens: usize) -> Vec<A
     out
 }
 
+/// Result-tile buffers of one pass, reused across passes (two pairs, see [`group_pass`]).
+pub(super) type Stage = [[CTile; 2]; 2];
+
+/// A zeroed [`Stage`].
+pub(super) fn stage() -> Box<Stage> {
+    Box::new([[CTile::ZERO, CTile::ZERO], [CTile::ZERO, CTile::ZERO]])
+}
+
 /// Group `g`'s outputs (16 weight rows, blocks unpacked in `lines`, scales `scales`) for
-/// tokens `t0..t0 + 32` (`cols`; their A tiles in `a`, see [`pack_acts`]). `None` when the
-/// tiles do not cover those tokens.
+/// tokens `t0..t0 + 32` (`cols`; their A tiles in `a`, see [`pack_acts`]) into `out`;
+/// `buf` is scratch. `false` when the tiles do not cover those tokens.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub(super) unsafe fn group_pass(
     tiles: &TilesK32,
@@ -51,18 +60,19 @@ pub(super) unsafe fn group_pass(
     nb: usize,
     t0: usize,
     cols: &[Col<'_>; PASS],
-) -> Option<[[f32; GROUP_ROWS]; PASS]> {
+    buf: &mut Stage,
+    out: &mut [[f32; GROUP_ROWS]; PASS],
+) -> bool {
     let mut acc = [_mm512_setzero_ps(); PASS];
     // Software pipeline: at step `b` the products of block `b` go into one pair of result
     // tiles while the other pair (block `b − 1`) is stored, and the epilogue folds in block
     // `b − 2`, whose stores have long completed. Blocks are folded in order.
-    let mut buf = [[CTile::ZERO, CTile::ZERO], [CTile::ZERO, CTile::ZERO]];
     let n = lines.len().min(scales.len()).min(nb);
     for step in 0..n + 2 {
         if step < n {
             let i = t0 / 16 * nb + step;
             let (Some(a0), Some(a1)) = (a.get(i), a.get(i + nb)) else {
-                return None;
+                return false;
             };
             tiles.load_b4(&lines[step]);
             tiles.load_a(false, a0);
@@ -105,10 +115,9 @@ pub(super) unsafe fn group_pass(
             }
         }
     }
-    let mut out = [[0.0f32; GROUP_ROWS]; PASS];
     for (o, a) in out.iter_mut().zip(&acc) {
         // SAFETY: `o` is exactly 16 writable f32; storeu has no alignment requirement.
         unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *a) };
     }
-    Some(out)
+    true
 }
