@@ -38,6 +38,8 @@ mod avx512;
 pub const GROUP_ROWS: usize = 16;
 /// Quants per block.
 const QK: usize = 32;
+/// Rows repacked between two reports to [`PackedWeight::new_with`]'s callback.
+const RELEASE_ROWS: usize = 2048;
 /// Columns (tokens) per kernel call: accumulators stay in registers.
 const MAX_COLS: usize = 8;
 
@@ -144,6 +146,16 @@ impl PackedWeight {
     /// not a multiple of [`GROUP_ROWS`]. Errors when the byte length does not match the
     /// shape.
     pub fn new(w: &WeightView<'_>) -> Result<Option<PackedWeight>, KernelError> {
+        Self::new_with(w, |_| {})
+    }
+
+    /// [`PackedWeight::new`], calling `done(bytes)` with each range of `w.data` once it has
+    /// been read (rows in order, a few thousand at a time), so that a caller can drop the
+    /// source's pages as it goes and resident memory never holds both copies in full.
+    pub fn new_with(
+        w: &WeightView<'_>,
+        mut done: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<Option<PackedWeight>, KernelError> {
         // (Remainder spelled out: `is_multiple_of` needs Rust 1.87, above the MSRV.)
         let tail = w.rows % GROUP_ROWS;
         if !supports(w.dtype) || tail != 0 {
@@ -161,6 +173,16 @@ impl PackedWeight {
         let n = w.rows / GROUP_ROWS * nb;
         let mut scales = vec![[f16::ZERO; GROUP_ROWS]; n];
         let row = |r: usize| &w.data[r * rb..(r + 1) * rb];
+        // Reports rows `..=r` done every `RELEASE_ROWS` rows and at the end.
+        let mut reported = 0;
+        let mut progress = |r: usize| {
+            // (Remainder spelled out: `is_multiple_of` needs Rust 1.87, above the MSRV.)
+            let into_chunk = (r + 1) % RELEASE_ROWS;
+            if into_chunk == 0 || r + 1 == w.rows {
+                done(reported * rb..(r + 1) * rb);
+                reported = r + 1;
+            }
+        };
         let bodies = match w.dtype {
             DType::Q4_0 => {
                 let mut out = vec![BodyQ4_0 { nib: [[0; 64]; 4] }; n];
@@ -172,6 +194,7 @@ impl PackedWeight {
                         scales[i][lane] = xb.d;
                         put_nibbles(&mut out[i].nib, lane, &xb.qs);
                     }
+                    progress(r);
                 }
                 Bodies::Q4_0(out)
             }
@@ -194,6 +217,7 @@ impl PackedWeight {
                             *mask |= bits << (4 * lane);
                         }
                     }
+                    progress(r);
                 }
                 Bodies::Q5_0(out)
             }
@@ -211,6 +235,7 @@ impl PackedWeight {
                             }
                         }
                     }
+                    progress(r);
                 }
                 Bodies::Q8_0(out)
             }

@@ -133,9 +133,27 @@ impl Loader {
     /// Q4_0/Q5_0/Q8_0 weights of the repeating blocks (`blk.*`) are repacked into the
     /// 16-row interleaved layout of [`nao_kernels::packed`] where the CPU has its kernel
     /// (same size, several times faster per token), and the file's pages for them are
-    /// released; the embedding table and output head stay mapped (they are often one
-    /// tensor, read by row for embedding lookups).
+    /// released. Other matrices (the embedding table) stay mapped; see
+    /// [`Loader::output_head`] for the output projection.
     pub fn linear(&self, name: &str, cols: usize, rows: usize) -> Result<Linear, ModelError> {
+        self.load_linear(name, cols, rows, name.starts_with("blk."))
+    }
+
+    /// The output projection: [`Loader::linear`], repacked like the blocks' weights. When it
+    /// is tied to the embedding table, the table keeps reading rows from the mapping
+    /// (pages fault back in for the few tokens looked up), so resident memory holds the
+    /// matrix once.
+    pub fn output_head(&self, name: &str, cols: usize, rows: usize) -> Result<Linear, ModelError> {
+        self.load_linear(name, cols, rows, true)
+    }
+
+    fn load_linear(
+        &self,
+        name: &str,
+        cols: usize,
+        rows: usize,
+        repack: bool,
+    ) -> Result<Linear, ModelError> {
         let (src_name, f) = self.check(&format!("{name}.weight"), &[rows as u64, cols as u64])?;
         let unsupported = |dtype: &str| ModelError::UnsupportedType {
             tensor: src_name.clone(),
@@ -202,14 +220,15 @@ impl Loader {
             bias,
             packed: None,
         };
-        if name.starts_with("blk.")
-            && nao_kernels::packed::supports(dtype)
-            && nao_kernels::packed::available()
-        {
-            lin.packed = PackedWeight::new(&lin.view())?;
-            if let (Some(_), WeightBytes::Gguf { file, range }) = (&lin.packed, &lin.bytes) {
-                file.release(range.clone());
-            }
+        if repack && nao_kernels::packed::supports(dtype) && nao_kernels::packed::available() {
+            // The file's pages are dropped as rows are repacked (a tied output head is the
+            // largest tensor, and resident memory should never hold two copies of it).
+            lin.packed = match &lin.bytes {
+                WeightBytes::Gguf { file, range } => PackedWeight::new_with(&lin.view(), |done| {
+                    file.release(range.start + done.start..range.start + done.end)
+                })?,
+                _ => PackedWeight::new(&lin.view())?,
+            };
         }
         Ok(lin)
     }
@@ -328,6 +347,14 @@ impl Linear {
     /// Bytes of weights this layer reads per token.
     pub fn n_bytes(&self) -> usize {
         self.bytes.get().len()
+    }
+
+    /// Marks the mapped bytes as read at random (an embedding table; see
+    /// [`GgufFile::advise_random`]).
+    pub fn advise_random(&self) {
+        if let WeightBytes::Gguf { file, range } = &self.bytes {
+            file.advise_random(range.clone());
+        }
     }
 
     /// Whether the weights are read in place from the source's mapping (no copy).

@@ -104,10 +104,13 @@ fn embed_and_head(
     embed_scale: f32,
 ) -> Result<(Embedding, Vec<f32>, crate::layers::Linear), ModelError> {
     let table = l.linear("token_embd", cfg.n_embd, cfg.n_vocab)?;
+    // Rows are looked up one token at a time; when the output head is a repacked copy of
+    // this table, only the looked-up pages should become resident.
+    table.advise_random();
     let output = if l.has("output.weight") {
-        l.linear("output", cfg.n_embd, cfg.n_vocab)?
+        l.output_head("output", cfg.n_embd, cfg.n_vocab)?
     } else {
-        l.linear("token_embd", cfg.n_embd, cfg.n_vocab)?
+        l.output_head("token_embd", cfg.n_embd, cfg.n_vocab)?
     };
     let output_norm = l.vector("output_norm.weight", cfg.n_embd)?;
     Ok((
