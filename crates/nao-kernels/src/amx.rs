@@ -105,6 +105,28 @@ struct TileConfig {
     rows: [u8; 16],
 }
 
+/// Configures this thread's tiles (palette 1) with the given bytes per row and rows.
+/// Only called where [`enabled`] returned true.
+fn load_config(colsb: [u16; 16], rows: [u8; 16]) {
+    let cfg = TileConfig {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        colsb,
+        rows,
+    };
+    // SAFETY: callers checked `enabled()` (AMX-TILE support and the kernel's permission);
+    // `ldtilecfg` reads the 64 bytes of `cfg`, a palette-1 configuration whose shapes are
+    // within the palette's limits (at most 16 rows of at most 64 bytes).
+    unsafe {
+        std::arch::asm!(
+            "ldtilecfg [{p}]",
+            p = in(reg) &cfg as *const TileConfig,
+            options(nostack, readonly, preserves_flags),
+        )
+    };
+}
+
 /// Proof that this thread's tiles 0–7 are configured as 16 rows × 64 bytes; releases them
 /// when dropped. Not `Send`: tile state belongs to the thread that configured it.
 pub(crate) struct Tiles {
@@ -170,22 +192,10 @@ impl Tiles {
         if !enabled() {
             return None;
         }
-        let cfg = TileConfig {
-            palette: 1,
-            start_row: 0,
-            reserved: [0; 14],
-            colsb: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
-            rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
-        };
-        // SAFETY: `enabled()` established AMX-TILE support and the kernel's permission;
-        // `ldtilecfg` reads the 64 bytes of `cfg`, a valid palette-1 configuration.
-        unsafe {
-            std::arch::asm!(
-                "ldtilecfg [{p}]",
-                p = in(reg) &cfg as *const TileConfig,
-                options(nostack, readonly, preserves_flags),
-            )
-        };
+        load_config(
+            [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+            [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
         Some(Tiles {
             _not_send: PhantomData,
         })
@@ -242,22 +252,10 @@ impl TilesK32 {
         if !enabled() {
             return None;
         }
-        let cfg = TileConfig {
-            palette: 1,
-            start_row: 0,
-            reserved: [0; 14],
-            colsb: [64, 64, 32, 32, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            rows: [16, 16, 16, 16, 8, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        };
-        // SAFETY: `enabled()` established AMX-TILE support and the kernel's permission;
-        // `ldtilecfg` reads the 64 bytes of `cfg`, a valid palette-1 configuration.
-        unsafe {
-            std::arch::asm!(
-                "ldtilecfg [{p}]",
-                p = in(reg) &cfg as *const TileConfig,
-                options(nostack, readonly, preserves_flags),
-            )
-        };
+        load_config(
+            [64, 64, 32, 32, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            [16, 16, 16, 16, 8, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
         Some(TilesK32 {
             _not_send: PhantomData,
         })

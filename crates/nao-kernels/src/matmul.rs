@@ -192,7 +192,7 @@ fn matmul_dequant(
     }
 }
 
-fn check_len(got: usize, expected: usize) -> Result<(), KernelError> {
+pub(crate) fn check_len(got: usize, expected: usize) -> Result<(), KernelError> {
     if got == expected {
         Ok(())
     } else {

@@ -24,7 +24,7 @@
 use crate::blocks::{BlockQ4_0, BlockQ5_0, BlockQ8_0};
 use crate::cast::cast_slice;
 use crate::dot::{ActRow, QuantizedActs};
-use crate::matmul::WeightView;
+use crate::matmul::{check_len, WeightView};
 use crate::pool::{SharedMut, ThreadPool};
 use crate::{DType, KernelError};
 use half::f16;
@@ -172,73 +172,17 @@ impl PackedWeight {
         let nb = w.cols / QK;
         let n = w.rows / GROUP_ROWS * nb;
         let mut scales = vec![[f16::ZERO; GROUP_ROWS]; n];
-        let row = |r: usize| &w.data[r * rb..(r + 1) * rb];
-        // Reports rows `..=r` done every `RELEASE_ROWS` rows and at the end.
-        let mut reported = 0;
-        let mut progress = |r: usize| {
-            // (Remainder spelled out: `is_multiple_of` needs Rust 1.87, above the MSRV.)
-            let into_chunk = (r + 1) % RELEASE_ROWS;
-            if into_chunk == 0 || r + 1 == w.rows {
-                done(reported * rb..(r + 1) * rb);
-                reported = r + 1;
-            }
+        let mut p = Packer {
+            w,
+            rb,
+            nb,
+            scales: &mut scales,
+            done: &mut done,
         };
         let bodies = match w.dtype {
-            DType::Q4_0 => {
-                let mut out = vec![BodyQ4_0 { nib: [[0; 64]; 4] }; n];
-                for r in 0..w.rows {
-                    let blocks: &[BlockQ4_0] = cast(w.dtype, row(r))?;
-                    let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
-                    for (b, xb) in blocks.iter().enumerate() {
-                        let i = g * nb + b;
-                        scales[i][lane] = xb.d;
-                        put_nibbles(&mut out[i].nib, lane, &xb.qs);
-                    }
-                    progress(r);
-                }
-                Bodies::Q4_0(out)
-            }
-            DType::Q5_0 => {
-                let zero = BodyQ5_0 {
-                    nib: [[0; 64]; 4],
-                    high: [0; 8],
-                };
-                let mut out = vec![zero; n];
-                for r in 0..w.rows {
-                    let blocks: &[BlockQ5_0] = cast(w.dtype, row(r))?;
-                    let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
-                    for (b, xb) in blocks.iter().enumerate() {
-                        let i = g * nb + b;
-                        scales[i][lane] = xb.d;
-                        put_nibbles(&mut out[i].nib, lane, &xb.qs);
-                        let qh = u32::from_le_bytes(xb.qh);
-                        for (gq, mask) in out[i].high.iter_mut().enumerate() {
-                            let bits = u64::from(qh >> (4 * gq) & 0xF);
-                            *mask |= bits << (4 * lane);
-                        }
-                    }
-                    progress(r);
-                }
-                Bodies::Q5_0(out)
-            }
-            _ => {
-                let mut out = vec![BodyQ8_0 { q: [[0; 64]; 8] }; n];
-                for r in 0..w.rows {
-                    let blocks: &[BlockQ8_0] = cast(w.dtype, row(r))?;
-                    let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
-                    for (b, xb) in blocks.iter().enumerate() {
-                        let i = g * nb + b;
-                        scales[i][lane] = xb.d;
-                        for (line, q4) in out[i].q.iter_mut().zip(xb.qs.chunks_exact(4)) {
-                            for (dst, &q) in line[4 * lane..4 * lane + 4].iter_mut().zip(q4) {
-                                *dst = (q as u8) ^ 0x80;
-                            }
-                        }
-                    }
-                    progress(r);
-                }
-                Bodies::Q8_0(out)
-            }
+            DType::Q4_0 => Bodies::Q4_0(p.pack()?),
+            DType::Q5_0 => Bodies::Q5_0(p.pack()?),
+            _ => Bodies::Q8_0(p.pack()?),
         };
         Ok(Some(PackedWeight {
             dtype: w.dtype,
@@ -285,6 +229,97 @@ fn cast<T: crate::blocks::Block>(dtype: DType, bytes: &[u8]) -> Result<&[T], Ker
 fn put_nibbles(nib: &mut [[u8; 64]; 4], lane: usize, qs: &[u8; 16]) {
     for (line, q4) in nib.iter_mut().zip(qs.chunks_exact(4)) {
         line[4 * lane..4 * lane + 4].copy_from_slice(q4);
+    }
+}
+
+/// How one file block of a row goes into an interleaved block.
+trait Pack: Body {
+    /// The file's block type.
+    type Src: crate::blocks::Block;
+    /// An interleaved block with no rows put in yet.
+    const EMPTY: Self;
+    /// The block's scale.
+    fn scale(src: &Self::Src) -> f16;
+    /// Puts row `lane`'s block `src` in.
+    fn put(&mut self, lane: usize, src: &Self::Src);
+}
+
+impl Pack for BodyQ4_0 {
+    type Src = BlockQ4_0;
+    const EMPTY: Self = BodyQ4_0 { nib: [[0; 64]; 4] };
+    fn scale(src: &BlockQ4_0) -> f16 {
+        src.d
+    }
+    fn put(&mut self, lane: usize, src: &BlockQ4_0) {
+        put_nibbles(&mut self.nib, lane, &src.qs);
+    }
+}
+
+impl Pack for BodyQ5_0 {
+    type Src = BlockQ5_0;
+    const EMPTY: Self = BodyQ5_0 {
+        nib: [[0; 64]; 4],
+        high: [0; 8],
+    };
+    fn scale(src: &BlockQ5_0) -> f16 {
+        src.d
+    }
+    fn put(&mut self, lane: usize, src: &BlockQ5_0) {
+        put_nibbles(&mut self.nib, lane, &src.qs);
+        let qh = u32::from_le_bytes(src.qh);
+        for (gq, mask) in self.high.iter_mut().enumerate() {
+            let bits = u64::from(qh >> (4 * gq) & 0xF);
+            *mask |= bits << (4 * lane);
+        }
+    }
+}
+
+impl Pack for BodyQ8_0 {
+    type Src = BlockQ8_0;
+    const EMPTY: Self = BodyQ8_0 { q: [[0; 64]; 8] };
+    fn scale(src: &BlockQ8_0) -> f16 {
+        src.d
+    }
+    fn put(&mut self, lane: usize, src: &BlockQ8_0) {
+        for (line, q4) in self.q.iter_mut().zip(src.qs.chunks_exact(4)) {
+            for (dst, &q) in line[4 * lane..4 * lane + 4].iter_mut().zip(q4) {
+                *dst = (q as u8) ^ 0x80;
+            }
+        }
+    }
+}
+
+/// One repacking: the source matrix, and where scales and progress go.
+struct Packer<'a, 'w, F: FnMut(std::ops::Range<usize>)> {
+    w: &'a WeightView<'w>,
+    rb: usize,
+    nb: usize,
+    scales: &'a mut [[f16; GROUP_ROWS]],
+    done: &'a mut F,
+}
+
+impl<F: FnMut(std::ops::Range<usize>)> Packer<'_, '_, F> {
+    /// Rows in order into interleaved blocks, reporting every [`RELEASE_ROWS`] rows read.
+    fn pack<B: Pack>(&mut self) -> Result<Vec<B>, KernelError> {
+        let (w, rb, nb) = (self.w, self.rb, self.nb);
+        let mut out = vec![B::EMPTY; self.scales.len()];
+        let mut reported = 0;
+        for r in 0..w.rows {
+            let blocks: &[B::Src] = cast(w.dtype, &w.data[r * rb..(r + 1) * rb])?;
+            let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
+            for (b, xb) in blocks.iter().enumerate() {
+                let i = g * nb + b;
+                self.scales[i][lane] = B::scale(xb);
+                out[i].put(lane, xb);
+            }
+            // (Remainder spelled out: `is_multiple_of` needs Rust 1.87, above the MSRV.)
+            let into_chunk = (r + 1) % RELEASE_ROWS;
+            if into_chunk == 0 || r + 1 == w.rows {
+                (self.done)(reported * rb..(r + 1) * rb);
+                reported = r + 1;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -580,12 +615,4 @@ fn group_cols<B: Body + KernelBody>(
         *o = group_col_scalar(bodies, scales, *c);
     }
     out
-}
-
-fn check_len(got: usize, expected: usize) -> Result<(), KernelError> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(KernelError::SizeMismatch { expected, got })
-    }
 }
