@@ -12,53 +12,12 @@ use proptest::prelude::*;
 
 // ---------------------------------------------------------------- random data
 
-/// SplitMix64: deterministic bytes from a proptest seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-    fn fill(&mut self, b: &mut [u8]) {
-        for x in b {
-            *x = self.byte();
-        }
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    /// A sane f16 block scale: magnitude in [1e-3, 0.1], random sign.
-    fn scale(&mut self) -> f16 {
-        let m = 1e-3 + (self.unit() + 1.0) * 0.05;
-        f16::from_f32(if self.byte() & 1 == 0 { m } else { -m })
-    }
-    fn q8(&mut self) -> i8 {
-        // -128 is excluded: ggml's quantizers never produce it, and AVX2's maddubs sign trick
-        // saturates on (-128)·(-128) pairs (as in ggml).
-        ((self.byte() as i32 % 255) - 127) as i8
-    }
-    /// Activation-like values: mostly in [-1, 1], occasional outliers.
-    fn act(&mut self) -> f32 {
-        let v = self.unit();
-        if self.byte() < 8 {
-            v * 20.0
-        } else {
-            v
-        }
-    }
-}
+mod common;
+use common::Rng;
 
 fn rand_q4_0(r: &mut Rng) -> BlockQ4_0 {
     let mut b = BlockQ4_0 {
-        d: r.scale(),
+        d: r.scale_signed(),
         qs: [0; 16],
     };
     r.fill(&mut b.qs);
@@ -66,8 +25,8 @@ fn rand_q4_0(r: &mut Rng) -> BlockQ4_0 {
 }
 fn rand_q4_1(r: &mut Rng) -> BlockQ4_1 {
     let mut b = BlockQ4_1 {
-        d: r.scale(),
-        m: r.scale(),
+        d: r.scale_signed(),
+        m: r.scale_signed(),
         qs: [0; 16],
     };
     r.fill(&mut b.qs);
@@ -75,7 +34,7 @@ fn rand_q4_1(r: &mut Rng) -> BlockQ4_1 {
 }
 fn rand_q5_0(r: &mut Rng) -> BlockQ5_0 {
     let mut b = BlockQ5_0 {
-        d: r.scale(),
+        d: r.scale_signed(),
         qh: [0; 4],
         qs: [0; 16],
     };
@@ -85,8 +44,8 @@ fn rand_q5_0(r: &mut Rng) -> BlockQ5_0 {
 }
 fn rand_q5_1(r: &mut Rng) -> BlockQ5_1 {
     let mut b = BlockQ5_1 {
-        d: r.scale(),
-        m: r.scale(),
+        d: r.scale_signed(),
+        m: r.scale_signed(),
         qh: [0; 4],
         qs: [0; 16],
     };
@@ -96,7 +55,7 @@ fn rand_q5_1(r: &mut Rng) -> BlockQ5_1 {
 }
 fn rand_q8_0(r: &mut Rng) -> BlockQ8_0 {
     let mut b = BlockQ8_0 {
-        d: r.scale(),
+        d: r.scale_signed(),
         qs: [0; 32],
     };
     for q in &mut b.qs {
@@ -108,8 +67,8 @@ fn rand_q2k(r: &mut Rng) -> BlockQ2K {
     let mut b = BlockQ2K {
         scales: [0; 16],
         qs: [0; 64],
-        d: r.scale(),
-        dmin: r.scale(),
+        d: r.scale_signed(),
+        dmin: r.scale_signed(),
     };
     r.fill(&mut b.scales);
     r.fill(&mut b.qs);
@@ -120,7 +79,7 @@ fn rand_q3k(r: &mut Rng) -> BlockQ3K {
         hmask: [0; 32],
         qs: [0; 64],
         scales: [0; 12],
-        d: r.scale(),
+        d: r.scale_signed(),
     };
     r.fill(&mut b.hmask);
     r.fill(&mut b.qs);
@@ -129,8 +88,8 @@ fn rand_q3k(r: &mut Rng) -> BlockQ3K {
 }
 fn rand_q4k(r: &mut Rng) -> BlockQ4K {
     let mut b = BlockQ4K {
-        d: r.scale(),
-        dmin: r.scale(),
+        d: r.scale_signed(),
+        dmin: r.scale_signed(),
         scales: [0; 12],
         qs: [0; 128],
     };
@@ -140,8 +99,8 @@ fn rand_q4k(r: &mut Rng) -> BlockQ4K {
 }
 fn rand_q5k(r: &mut Rng) -> BlockQ5K {
     let mut b = BlockQ5K {
-        d: r.scale(),
-        dmin: r.scale(),
+        d: r.scale_signed(),
+        dmin: r.scale_signed(),
         scales: [0; 12],
         qh: [0; 32],
         qs: [0; 128],
@@ -156,7 +115,7 @@ fn rand_q6k(r: &mut Rng) -> BlockQ6K {
         ql: [0; 128],
         qh: [0; 64],
         scales: [0; 16],
-        d: r.scale(),
+        d: r.scale_signed(),
     };
     r.fill(&mut b.ql);
     r.fill(&mut b.qh);

@@ -11,28 +11,8 @@ use nao_kernels::packed::{available, matmul_packed, matmul_packed_scalar, Packed
 use nao_kernels::pool::ThreadPool;
 use nao_kernels::DType;
 
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn scale(&mut self) -> f16 {
-        f16::from_f32(self.unit() * 0.05)
-    }
-}
+mod common;
+use common::Rng;
 
 /// Random `[rows, cols]` weights of type `w` as file bytes, plus each row's values (f64).
 fn weights(w: DType, rows: usize, cols: usize, r: &mut Rng) -> (Vec<u8>, Vec<Vec<f64>>) {

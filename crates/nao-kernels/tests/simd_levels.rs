@@ -23,36 +23,8 @@ use nao_kernels::quantize::{
 use nao_kernels::DType;
 use proptest::prelude::*;
 
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn fill(&mut self, b: &mut [u8]) {
-        for x in b {
-            *x = self.next() as u8;
-        }
-    }
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    /// Uniform integer in [-m, m].
-    fn int(&mut self, m: i32) -> i32 {
-        (self.next() % (2 * m as u64 + 1)) as i32 - m
-    }
-    fn scale(&mut self) -> f16 {
-        f16::from_f32(
-            (0.001 + (self.unit() + 1.0) * 0.05) * if self.next() & 1 == 0 { 1.0 } else { -1.0 },
-        )
-    }
-}
+mod common;
+use common::Rng;
 
 /// Weight formats with AVX2 or AVX-512 kernels.
 const TYPES: [DType; 5] = [
@@ -100,8 +72,8 @@ fn weight_row(w: DType, nb: usize, exact: bool, r: &mut Rng) -> Vec<u8> {
             let v: Vec<BlockQ4K> = (0..nb)
                 .map(|_| {
                     let mut b = BlockQ4K {
-                        d: if exact { one } else { r.scale() },
-                        dmin: if exact { one } else { r.scale() },
+                        d: if exact { one } else { r.scale_signed() },
+                        dmin: if exact { one } else { r.scale_signed() },
                         scales: [0; 12],
                         qs: [0; 128],
                     };
@@ -119,7 +91,7 @@ fn weight_row(w: DType, nb: usize, exact: bool, r: &mut Rng) -> Vec<u8> {
                         ql: [0; 128],
                         qh: [0; 64],
                         scales: [0; 16],
-                        d: if exact { one } else { r.scale() },
+                        d: if exact { one } else { r.scale_signed() },
                     };
                     r.fill(&mut b.ql);
                     r.fill(&mut b.qh);
@@ -136,7 +108,7 @@ fn weight_row(w: DType, nb: usize, exact: bool, r: &mut Rng) -> Vec<u8> {
             let v: Vec<BlockQ8_0> = (0..nb * 8)
                 .map(|_| {
                     let mut b = BlockQ8_0 {
-                        d: if exact { one } else { r.scale() },
+                        d: if exact { one } else { r.scale_signed() },
                         qs: [0; 32],
                     };
                     for q in &mut b.qs {
@@ -152,7 +124,7 @@ fn weight_row(w: DType, nb: usize, exact: bool, r: &mut Rng) -> Vec<u8> {
             let v: Vec<BlockQ4_0> = (0..nb * 8)
                 .map(|_| {
                     let mut b = BlockQ4_0 {
-                        d: if exact { one } else { r.scale() },
+                        d: if exact { one } else { r.scale_signed() },
                         qs: [0; 16],
                     };
                     r.fill(&mut b.qs);
@@ -165,7 +137,7 @@ fn weight_row(w: DType, nb: usize, exact: bool, r: &mut Rng) -> Vec<u8> {
             let v: Vec<BlockQ5_0> = (0..nb * 8)
                 .map(|_| {
                     let mut b = BlockQ5_0 {
-                        d: if exact { one } else { r.scale() },
+                        d: if exact { one } else { r.scale_signed() },
                         qh: [0; 4],
                         qs: [0; 16],
                     };
