@@ -110,16 +110,11 @@ impl ToolParser for Glm4 {
     }
 
     fn finish(&mut self, out: &mut Vec<Delta>) {
-        if self.state == State::Call {
-            if let Some(calls) = self.calls() {
-                for c in calls {
-                    self.text.call(c, out);
-                }
-                self.buf.clear();
-            }
-        }
-        let b = std::mem::take(&mut self.buf);
-        self.text.text(&b, out);
-        self.text.finish(out);
+        let calls = if self.state == State::Call {
+            self.calls()
+        } else {
+            None
+        };
+        self.text.finish_held(calls, &mut self.buf, out);
     }
 }

@@ -96,16 +96,11 @@ impl ToolParser for Llama3 {
     }
 
     fn finish(&mut self, out: &mut Vec<Delta>) {
-        if self.state == State::Json {
-            if let Some(calls) = self.calls() {
-                for c in calls {
-                    self.text.call(c, out);
-                }
-                self.buf.clear();
-            }
-        }
-        let b = std::mem::take(&mut self.buf);
-        self.text.text(&b, out);
-        self.text.finish(out);
+        let calls = if self.state == State::Json {
+            self.calls()
+        } else {
+            None
+        };
+        self.text.finish_held(calls, &mut self.buf, out);
     }
 }

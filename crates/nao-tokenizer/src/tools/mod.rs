@@ -256,6 +256,27 @@ impl TextOut {
             push_content(out, ws);
         }
     }
+
+    /// End of message for parsers that hold a possible call in `buf` until the end: the
+    /// calls parsed from it (`calls`, `None` when it was not a valid call or was never one)
+    /// are emitted and the buffer dropped; otherwise the buffer is emitted as text. Then the
+    /// text stream ends.
+    pub(crate) fn finish_held(
+        &mut self,
+        calls: Option<Vec<ToolCall>>,
+        buf: &mut String,
+        out: &mut Vec<Delta>,
+    ) {
+        if let Some(calls) = calls {
+            for c in calls {
+                self.call(c, out);
+            }
+            buf.clear();
+        }
+        let b = std::mem::take(buf);
+        self.text(&b, out);
+        self.finish(out);
+    }
 }
 
 fn push_content(out: &mut Vec<Delta>, text: String) {
