@@ -193,6 +193,39 @@ impl PackedWeight {
         }))
     }
 
+    /// Row `r` as f32 (`out.len() == cols`): the same values the file's dequantization
+    /// gives (`d · (q − offset)`), for embedding lookups in a repacked table.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<(), KernelError> {
+        check_len(out.len(), self.cols)?;
+        if r >= self.rows {
+            return Err(KernelError::SizeMismatch {
+                expected: self.rows,
+                got: r,
+            });
+        }
+        match &self.bodies {
+            Bodies::Q4_0(b) => self.row_of(b, r, out),
+            Bodies::Q5_0(b) => self.row_of(b, r, out),
+            Bodies::Q8_0(b) => self.row_of(b, r, out),
+        }
+        Ok(())
+    }
+
+    fn row_of<B: Body>(&self, bodies: &[B], r: usize, out: &mut [f32]) {
+        let nb = self.cols / QK;
+        let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
+        for (b, o) in out.chunks_exact_mut(QK).enumerate() {
+            let i = g * nb + b;
+            let d = self.scales[i][lane].to_f32();
+            let lines = bodies[i].lines();
+            for (o4, line) in o.chunks_exact_mut(4).zip(&lines) {
+                for (v, &q) in o4.iter_mut().zip(&line[4 * lane..4 * lane + 4]) {
+                    *v = d * (i32::from(q) - B::OFFSET) as f32;
+                }
+            }
+        }
+    }
+
     /// The file's type of these weights.
     pub fn dtype(&self) -> DType {
         self.dtype

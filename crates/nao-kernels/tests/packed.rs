@@ -118,6 +118,16 @@ fn packed_kernels_match_twin_reference_and_are_batch_invariant() {
                 panic!("{w} {rows}x{cols} not packed");
             };
             assert_eq!(p.n_bytes(), raw.len(), "{w}: repacked size");
+            // Rows read back from the packed copy equal the file's dequantization.
+            let rb = raw.len() / rows;
+            for r in [0, 5, rows - 1] {
+                let mut want = vec![0.0f32; cols];
+                let mut got = vec![0.0f32; cols];
+                nao_kernels::dequant::dequantize(w, &data[r * rb..(r + 1) * rb], &mut want)
+                    .unwrap();
+                p.dequantize_row(r, &mut got).unwrap();
+                assert_eq!(got, want, "{w} {rows}x{cols} row {r}");
+            }
             for n in [1usize, 3, 8, 9, 17, 40, 70] {
                 let x: Vec<f32> = (0..n * cols).map(|_| r.unit() * 2.0).collect();
                 let mut acts = QuantizedActs::new();

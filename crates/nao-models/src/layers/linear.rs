@@ -223,12 +223,13 @@ impl Loader {
         if repack && nao_kernels::packed::supports(dtype) && nao_kernels::packed::available() {
             // The file's pages are dropped as rows are repacked (a tied output head is the
             // largest tensor, and resident memory should never hold two copies of it).
-            lin.packed = match &lin.bytes {
+            let packed = match &lin.bytes {
                 WeightBytes::Gguf { file, range } => PackedWeight::new_with(&lin.view(), |done| {
                     file.release(range.start + done.start..range.start + done.end)
                 })?,
                 _ => PackedWeight::new(&lin.view())?,
             };
+            lin.packed = packed.map(Arc::new);
         }
         Ok(lin)
     }
@@ -330,8 +331,9 @@ pub struct Linear {
     pub rows: usize,
     pub cols: usize,
     pub bias: Option<Vec<f32>>,
-    /// The weights in the interleaved layout, when repacked at load.
-    packed: Option<PackedWeight>,
+    /// The weights in the interleaved layout, when repacked at load (shared with the
+    /// embedding table when the output head is tied to it).
+    packed: Option<Arc<PackedWeight>>,
 }
 
 impl Linear {
@@ -347,6 +349,27 @@ impl Linear {
     /// Bytes of weights this layer reads per token.
     pub fn n_bytes(&self) -> usize {
         self.bytes.get().len()
+    }
+
+    /// The same matrix as another `Linear` sharing this one's repacked copy (`None` when it
+    /// was not repacked): a tied embedding table then looks rows up in the copy instead of
+    /// faulting the file's released pages back in.
+    pub fn shared(&self) -> Option<Linear> {
+        let packed = self.packed.as_ref()?;
+        let WeightBytes::Gguf { file, range } = &self.bytes else {
+            return None;
+        };
+        Some(Linear {
+            bytes: WeightBytes::Gguf {
+                file: Arc::clone(file),
+                range: range.clone(),
+            },
+            dtype: self.dtype,
+            rows: self.rows,
+            cols: self.cols,
+            bias: self.bias.clone(),
+            packed: Some(Arc::clone(packed)),
+        })
     }
 
     /// Marks the mapped bytes as read at random (an embedding table; see
@@ -391,6 +414,16 @@ impl Linear {
 
     /// Dequantizes row `r` into `out` (len `cols`): embedding lookup.
     pub fn row(&self, r: usize, out: &mut [f32]) -> Result<(), ModelError> {
+        if r >= self.rows {
+            return Err(ModelError::TokenOutOfRange {
+                id: r as u32,
+                n_vocab: self.rows,
+            });
+        }
+        if let Some(p) = &self.packed {
+            p.dequantize_row(r, out)?;
+            return Ok(());
+        }
         let rb = self.view().row_bytes()?;
         let bytes =
             self.bytes

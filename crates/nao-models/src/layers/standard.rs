@@ -103,14 +103,21 @@ fn embed_and_head(
     cfg: &ModelConfig,
     embed_scale: f32,
 ) -> Result<(Embedding, Vec<f32>, crate::layers::Linear), ModelError> {
-    let table = l.linear("token_embd", cfg.n_embd, cfg.n_vocab)?;
-    // Rows are looked up one token at a time; when the output head is a repacked copy of
-    // this table, only the looked-up pages should become resident.
-    table.advise_random();
-    let output = if l.has("output.weight") {
-        l.output_head("output", cfg.n_embd, cfg.n_vocab)?
-    } else {
+    let tied = !l.has("output.weight");
+    let output = if tied {
         l.output_head("token_embd", cfg.n_embd, cfg.n_vocab)?
+    } else {
+        l.output_head("output", cfg.n_embd, cfg.n_vocab)?
+    };
+    // A tied table looks rows up in the output head's repacked copy when there is one;
+    // otherwise rows come from the mapping, one token at a time.
+    let table = match output.shared().filter(|_| tied) {
+        Some(t) => t,
+        None => {
+            let t = l.linear("token_embd", cfg.n_embd, cfg.n_vocab)?;
+            t.advise_random();
+            t
+        }
     };
     let output_norm = l.vector("output_norm.weight", cfg.n_embd)?;
     Ok((
