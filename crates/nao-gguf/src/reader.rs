@@ -226,22 +226,6 @@ impl GgufFile {
         &self.map
     }
 
-    /// Tells the kernel that `range` is read at random (rows of an embedding table): page
-    /// faults there then map only the page touched, not its neighbours, so looking up a few
-    /// hundred tokens does not make megabytes resident. A hint only: errors are ignored.
-    pub fn advise_random(&self, range: std::ops::Range<usize>) {
-        const PAGE: usize = 4096;
-        let start = range.start / PAGE * PAGE;
-        let end = range.end.min(self.map.len());
-        if !self.file_backed || start >= end {
-            return;
-        }
-        #[cfg(unix)]
-        let _ = self
-            .map
-            .advise_range(memmap2::Advice::Random, start, end - start);
-    }
-
     /// Tells the kernel this process no longer needs the pages of `range` (whole 4 KiB
     /// pages inside it), so they leave its resident set; a later read faults them back in
     /// from the file. For a tensor the model has copied into another layout. A hint only:

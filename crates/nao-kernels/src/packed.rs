@@ -22,8 +22,7 @@
 //! and dropping the file's pages leaves resident memory unchanged.
 
 use crate::blocks::{BlockQ4_0, BlockQ5_0, BlockQ8_0};
-use crate::cast::cast_slice;
-use crate::dot::{ActRow, QuantizedActs};
+use crate::dot::{weights, ActRow, QuantizedActs};
 use crate::matmul::{check_len, WeightView};
 use crate::pool::{SharedMut, ThreadPool};
 use crate::{DType, KernelError};
@@ -250,14 +249,6 @@ impl PackedWeight {
     }
 }
 
-fn cast<T: crate::blocks::Block>(dtype: DType, bytes: &[u8]) -> Result<&[T], KernelError> {
-    cast_slice(bytes).ok_or(KernelError::BadLength {
-        dtype,
-        len: bytes.len(),
-        block_bytes: std::mem::size_of::<T>(),
-    })
-}
-
 /// Row `lane`'s 16 nibble bytes into the four interleaved lines.
 fn put_nibbles(nib: &mut [[u8; 64]; 4], lane: usize, qs: &[u8; 16]) {
     for (line, q4) in nib.iter_mut().zip(qs.chunks_exact(4)) {
@@ -338,7 +329,7 @@ impl<F: FnMut(std::ops::Range<usize>)> Packer<'_, '_, F> {
         let mut out = vec![B::EMPTY; self.scales.len()];
         let mut reported = 0;
         for r in 0..w.rows {
-            let blocks: &[B::Src] = cast(w.dtype, &w.data[r * rb..(r + 1) * rb])?;
+            let blocks: &[B::Src] = weights(w.dtype, &w.data[r * rb..(r + 1) * rb])?;
             let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
             for (b, xb) in blocks.iter().enumerate() {
                 let i = g * nb + b;

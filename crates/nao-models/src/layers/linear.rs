@@ -140,9 +140,8 @@ impl Loader {
     }
 
     /// The output projection: [`Loader::linear`], repacked like the blocks' weights. When it
-    /// is tied to the embedding table, the table keeps reading rows from the mapping
-    /// (pages fault back in for the few tokens looked up), so resident memory holds the
-    /// matrix once.
+    /// is tied to the embedding table, the table reads its rows from the same repacked copy
+    /// ([`Linear::shared`]), so resident memory holds the matrix once.
     pub fn output_head(&self, name: &str, cols: usize, rows: usize) -> Result<Linear, ModelError> {
         self.load_linear(name, cols, rows, true)
     }
@@ -220,7 +219,7 @@ impl Loader {
             bias,
             packed: None,
         };
-        if repack && nao_kernels::packed::supports(dtype) && nao_kernels::packed::available() {
+        if repack && nao_kernels::packed::available() {
             // The file's pages are dropped as rows are repacked (a tied output head is the
             // largest tensor, and resident memory should never hold two copies of it).
             let packed = match &lin.bytes {
@@ -370,14 +369,6 @@ impl Linear {
             bias: self.bias.clone(),
             packed: Some(Arc::clone(packed)),
         })
-    }
-
-    /// Marks the mapped bytes as read at random (an embedding table; see
-    /// [`GgufFile::advise_random`]).
-    pub fn advise_random(&self) {
-        if let WeightBytes::Gguf { file, range } = &self.bytes {
-            file.advise_random(range.clone());
-        }
     }
 
     /// Whether the weights are read in place from the source's mapping (no copy).

@@ -109,15 +109,11 @@ fn embed_and_head(
     } else {
         l.output_head("output", cfg.n_embd, cfg.n_vocab)?
     };
-    // A tied table looks rows up in the output head's repacked copy when there is one;
-    // otherwise rows come from the mapping, one token at a time.
+    // A tied table looks rows up in the output head's repacked copy when there is one
+    // (the file's pages for it were released); otherwise rows come from the mapping.
     let table = match output.shared().filter(|_| tied) {
         Some(t) => t,
-        None => {
-            let t = l.linear("token_embd", cfg.n_embd, cfg.n_vocab)?;
-            t.advise_random();
-            t
-        }
+        None => l.linear("token_embd", cfg.n_embd, cfg.n_vocab)?,
     };
     let output_norm = l.vector("output_norm.weight", cfg.n_embd)?;
     Ok((
