@@ -25,4 +25,4 @@ pub mod writer;
 pub use error::GgufError;
 pub use reader::{GgufFile, TensorInfo};
 pub use safetensors::{Safetensors, SafetensorsError, SafetensorsFile, StDtype, StTensor};
-pub use value::Value;
+pub use value::{Array, Strings, Value};

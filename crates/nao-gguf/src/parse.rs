@@ -16,7 +16,7 @@ use crate::reader::{
     wrong_type, TensorInfo, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_METADATA_VALUES,
     MAX_TENSORS,
 };
-use crate::value::{min_encoded_size, type_id, Value};
+use crate::value::{min_encoded_size, type_id, Array, Strings, Value};
 
 /// Smallest possible key/value pair: key length, value type, a one-byte value.
 const MIN_KV_BYTES: u64 = 8 + 4 + 1;
@@ -309,17 +309,82 @@ fn read_value(
             })?;
             let n = cur.count("array element", min, *budget)?;
             *budget -= n;
-            // n * min <= remaining bytes, so this allocation is bounded by the file size.
-            let mut items = Vec::with_capacity(n as usize);
-            for _ in 0..n {
-                items.push(read_value(cur, elem_ty, key, depth + 1, budget)?);
-            }
-            Value::Array(items)
+            // n * min <= remaining bytes, so every allocation is bounded by the file size.
+            Value::Array(read_array(cur, elem_ty, n as usize, key, depth, budget)?)
         }
         _ => {
             return Err(GgufError::BadValueType {
                 key: key.to_owned(),
                 type_id: ty,
+            })
+        }
+    })
+}
+
+/// The `n` elements of an array whose element type `elem_ty` is known to be valid.
+fn read_array(
+    cur: &mut Cursor<'_>,
+    elem_ty: u32,
+    n: usize,
+    key: &str,
+    depth: usize,
+    budget: &mut u64,
+) -> Result<Array, GgufError> {
+    const W: &str = "array element";
+    fn many<T>(
+        n: usize,
+        mut one: impl FnMut() -> Result<T, GgufError>,
+    ) -> Result<Vec<T>, GgufError> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(one()?);
+        }
+        Ok(v)
+    }
+    Ok(match elem_ty {
+        type_id::U8 => Array::U8(many(n, || cur.u8(W))?),
+        type_id::I8 => Array::I8(many(n, || Ok(cur.u8(W)? as i8))?),
+        type_id::U16 => Array::U16(many(n, || cur.u16(W))?),
+        type_id::I16 => Array::I16(many(n, || Ok(cur.u16(W)? as i16))?),
+        type_id::U32 => Array::U32(many(n, || cur.u32(W))?),
+        type_id::I32 => Array::I32(many(n, || Ok(cur.u32(W)? as i32))?),
+        type_id::U64 => Array::U64(many(n, || cur.u64(W))?),
+        type_id::I64 => Array::I64(many(n, || Ok(cur.u64(W)? as i64))?),
+        type_id::F32 => Array::F32(many(n, || Ok(f32::from_bits(cur.u32(W)?)))?),
+        type_id::F64 => Array::F64(many(n, || Ok(f64::from_bits(cur.u64(W)?)))?),
+        type_id::BOOL => Array::Bool(many(n, || match cur.u8(W)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            byte => Err(GgufError::BadBool {
+                key: key.to_owned(),
+                byte,
+            }),
+        })?),
+        type_id::STRING => {
+            let mut out = Strings::with_capacity(n);
+            for _ in 0..n {
+                let bytes = cur.string_bytes("metadata string")?;
+                let s = std::str::from_utf8(bytes).map_err(|_| GgufError::InvalidUtf8 {
+                    what: format!("value of metadata key {key:?}"),
+                })?;
+                out.push(s);
+            }
+            Array::String(out)
+        }
+        type_id::ARRAY => Array::Array(many(n, || {
+            match read_value(cur, elem_ty, key, depth + 1, budget)? {
+                Value::Array(a) => Ok(a),
+                // read_value of type `array` returns an array.
+                other => Err(GgufError::BadValueType {
+                    key: key.to_owned(),
+                    type_id: other.type_id(),
+                }),
+            }
+        })?),
+        _ => {
+            return Err(GgufError::BadValueType {
+                key: key.to_owned(),
+                type_id: elem_ty,
             })
         }
     })

@@ -15,7 +15,7 @@ use nao_kernels::DType;
 
 use crate::error::GgufError;
 use crate::parse::{parse, Parsed};
-use crate::value::Value;
+use crate::value::{Array, Strings, Value};
 
 /// Alignment of the data section when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -171,33 +171,44 @@ impl GgufFile {
         self.get_as(key, "string", Value::as_str)
     }
 
-    pub fn get_array(&self, key: &str) -> Result<Option<&[Value]>, GgufError> {
+    pub fn get_array(&self, key: &str) -> Result<Option<&Array>, GgufError> {
         self.get_as(key, "array", Value::as_array)
     }
 
     /// An array whose elements are all strings.
     pub fn get_str_array(&self, key: &str) -> Result<Option<Vec<&str>>, GgufError> {
-        self.get_elems(key, "array of string", |v| Ok(v.as_str()))
+        Ok(self.get_strings(key)?.map(|s| s.iter().collect()))
+    }
+
+    /// An array whose elements are all strings, as stored (no per-element copy).
+    pub fn get_strings(&self, key: &str) -> Result<Option<&Strings>, GgufError> {
+        static EMPTY: Strings = Strings::new();
+        self.get_typed_array(key, "array of string", |a| {
+            a.as_strings().or(a.is_empty().then_some(&EMPTY)).map(Ok)
+        })
     }
 
     /// An array whose elements are all f32 or f64.
     pub fn get_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, GgufError> {
-        self.get_elems(key, "array of f32", |v| Ok(v.as_f32()))
+        self.get_typed_array(key, "array of f32", |a| {
+            a.to_f32s().or(a.is_empty().then(Vec::new)).map(Ok)
+        })
     }
 
     /// An array whose elements are integers that fit in i32.
     pub fn get_i32_array(&self, key: &str) -> Result<Option<Vec<i32>>, GgufError> {
-        self.get_elems(key, "array of i32", |v| {
-            if !v.is_integer() {
-                return Ok(None);
-            }
-            v.as_i64()
-                .and_then(|x| i32::try_from(x).ok())
-                .map(Some)
-                .ok_or_else(|| GgufError::OutOfRange {
-                    key: key.to_owned(),
-                    expected: "i32",
-                })
+        let expected = "array of i32";
+        self.get_typed_array(key, expected, |a| {
+            let fits = |v: Vec<i64>| v.into_iter().map(|x| i32::try_from(x).ok()).collect();
+            let ints = a.to_i64s().or(a.is_empty().then_some(Ok(Vec::new())))?;
+            Some(
+                ints.ok()
+                    .and_then(fits)
+                    .ok_or_else(|| GgufError::OutOfRange {
+                        key: key.to_owned(),
+                        expected,
+                    }),
+            )
         })
     }
 
@@ -282,36 +293,31 @@ impl GgufFile {
         })
     }
 
-    /// An array converted element-wise; `conv` returns `Ok(None)` for a wrong element type.
-    fn get_elems<'a, T>(
+    /// An array converted as a whole; `conv` returns `None` for a wrong element type (an
+    /// empty array converts to any element type).
+    fn get_typed_array<'a, T>(
         &'a self,
         key: &str,
         expected: &'static str,
-        conv: impl Fn(&'a Value) -> Result<Option<T>, GgufError>,
-    ) -> Result<Option<Vec<T>>, GgufError> {
+        conv: impl FnOnce(&'a Array) -> Option<Result<T, GgufError>>,
+    ) -> Result<Option<T>, GgufError> {
         let Some(arr) = self.get_as(key, expected, Value::as_array)? else {
             return Ok(None);
         };
-        let mut out = Vec::with_capacity(arr.len());
-        for v in arr {
-            match conv(v)? {
-                Some(x) => out.push(x),
-                None => {
-                    return Err(GgufError::WrongType {
-                        key: key.to_owned(),
-                        expected,
-                        found: format!("array of {}", v.type_name()),
-                    })
-                }
-            }
+        match conv(arr) {
+            Some(r) => r.map(Some),
+            None => Err(GgufError::WrongType {
+                key: key.to_owned(),
+                expected,
+                found: format!("array of {}", arr.elem_type_name()),
+            }),
         }
-        Ok(Some(out))
     }
 }
 
 pub(crate) fn wrong_type(key: &str, expected: &'static str, v: &Value) -> GgufError {
-    let found = match v.as_array().and_then(|a| a.first()) {
-        Some(first) => format!("array of {}", first.type_name()),
+    let found = match v.as_array() {
+        Some(a) => format!("array of {}", a.elem_type_name()),
         None => v.type_name().to_owned(),
     };
     GgufError::WrongType {

@@ -22,7 +22,7 @@
 use nao_kernels::DType;
 
 use crate::reader::DEFAULT_ALIGNMENT;
-use crate::value::{type_id, Value};
+use crate::value::{Array, Value};
 
 /// Appends a little-endian u32.
 pub fn put_u32(out: &mut Vec<u8>, v: u32) {
@@ -41,10 +41,6 @@ pub fn put_string(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// Appends the payload of `v` (without its type id).
-///
-/// # Panics
-/// If an array mixes element types: GGUF arrays have one element type, so such a value
-/// cannot be written (a bug in the test, not in any input).
 pub fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::U8(x) => out.push(*x),
@@ -59,17 +55,41 @@ pub fn put_value(out: &mut Vec<u8>, v: &Value) {
         Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
         Value::Bool(x) => out.push(u8::from(*x)),
         Value::String(s) => put_string(out, s.as_bytes()),
-        Value::Array(items) => {
-            // An empty array has no element to take a type from; u8 is as good as any.
-            let elem = items.first().map_or(type_id::U8, Value::type_id);
-            assert!(
-                items.iter().all(|i| i.type_id() == elem),
-                "GGUF arrays must have one element type"
-            );
-            put_u32(out, elem);
-            put_u64(out, items.len() as u64);
-            for i in items {
-                put_value(out, i);
+        Value::Array(a) => put_array(out, a),
+    }
+}
+
+/// Appends an array payload: element type, count, elements.
+pub fn put_array(out: &mut Vec<u8>, a: &Array) {
+    fn all<T: Copy>(out: &mut Vec<u8>, v: &[T], f: impl Fn(&mut Vec<u8>, T)) {
+        put_u64(out, v.len() as u64);
+        for &x in v {
+            f(out, x);
+        }
+    }
+    put_u32(out, a.elem_type_id());
+    match a {
+        Array::U8(v) => all(out, v, |o, x| o.push(x)),
+        Array::I8(v) => all(out, v, |o, x| o.push(x as u8)),
+        Array::U16(v) => all(out, v, |o, x| o.extend_from_slice(&x.to_le_bytes())),
+        Array::I16(v) => all(out, v, |o, x| o.extend_from_slice(&x.to_le_bytes())),
+        Array::U32(v) => all(out, v, put_u32),
+        Array::I32(v) => all(out, v, |o, x| o.extend_from_slice(&x.to_le_bytes())),
+        Array::U64(v) => all(out, v, put_u64),
+        Array::I64(v) => all(out, v, |o, x| o.extend_from_slice(&x.to_le_bytes())),
+        Array::F32(v) => all(out, v, |o, x| o.extend_from_slice(&x.to_le_bytes())),
+        Array::F64(v) => all(out, v, |o, x| o.extend_from_slice(&x.to_le_bytes())),
+        Array::Bool(v) => all(out, v, |o, x| o.push(u8::from(x))),
+        Array::String(v) => {
+            put_u64(out, v.len() as u64);
+            for s in v.iter() {
+                put_string(out, s.as_bytes());
+            }
+        }
+        Array::Array(v) => {
+            put_u64(out, v.len() as u64);
+            for a in v {
+                put_array(out, a);
             }
         }
     }

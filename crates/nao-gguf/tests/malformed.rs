@@ -3,7 +3,7 @@
 
 use nao_gguf::value::type_id as ty;
 use nao_gguf::writer::{put_string, put_u32, put_u64, GgufWriter, RawTensor};
-use nao_gguf::{GgufError, GgufFile, Value};
+use nao_gguf::{Array, GgufError, GgufFile, Value};
 use nao_kernels::DType;
 
 const HUGE: [u64; 3] = [u64::MAX, 1 << 63, 1 << 62];
@@ -459,7 +459,8 @@ fn bad_bool() {
 #[test]
 fn array_nesting_depth_limit() {
     fn nested(depth: usize) -> Value {
-        (0..depth).fold(Value::U8(1), |v, _| Value::Array(vec![v]))
+        let inner = Array::U8(vec![1]);
+        Value::Array((1..depth).fold(inner, |a, _| Array::Array(vec![a])))
     }
     let limit = nao_gguf::reader::MAX_ARRAY_DEPTH;
     let f = parse(&GgufWriter::new(3).kv("k", nested(limit))).unwrap();

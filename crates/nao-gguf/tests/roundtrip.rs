@@ -1,7 +1,7 @@
 //! Happy path: everything the writer writes, the reader reads back unchanged.
 
 use nao_gguf::writer::GgufWriter;
-use nao_gguf::{GgufError, GgufFile, Value};
+use nao_gguf::{Array, GgufError, GgufFile, Value};
 use nao_kernels::DType;
 
 fn all_values() -> Vec<(&'static str, Value)> {
@@ -23,13 +23,14 @@ fn all_values() -> Vec<(&'static str, Value)> {
         ("t.arr_str", Value::from(vec!["a", "", "ccc"])),
         ("t.arr_f32", Value::from(vec![1.0f32, -2.5])),
         ("t.arr_i32", Value::from(vec![-1i32, 7])),
-        ("t.arr_empty", Value::Array(vec![])),
+        ("t.arr_empty", Value::Array(Array::U8(vec![]))),
+        ("t.arr_empty_str", Value::from(Vec::<String>::new())),
         (
             "t.arr_nested",
-            Value::Array(vec![
-                Value::from(vec![1u8, 2]),
-                Value::from(vec!["x"]),
-                Value::Array(vec![Value::from(vec![true])]),
+            Value::from(vec![
+                Array::from(vec![1u8, 2]),
+                Array::from(vec!["x"]),
+                Array::from(vec![Array::from(vec![true])]),
             ]),
         ),
     ]

@@ -7,6 +7,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::hash::FxMap;
+use crate::token_index::TokenIndex;
+use nao_gguf::Strings;
 
 use crate::pretokenize::{self, PreType};
 use crate::unicode::byte_to_char;
@@ -24,8 +26,8 @@ impl Bpe {
     pub(crate) fn new(
         pre: PreType,
         ignore_merges: bool,
-        merges: &[String],
-        token_to_id: &FxMap<String, u32>,
+        merges: &Strings,
+        vocab: &TokenIndex,
     ) -> Result<Bpe, TokenizerError> {
         let mut map = FxMap::with_capacity_and_hasher(merges.len(), Default::default());
         let mut merged = String::new();
@@ -38,16 +40,15 @@ impl Bpe {
                 .map(|p| p + 1)
                 .ok_or_else(|| TokenizerError::MalformedMerge {
                     index,
-                    merge: merge.clone(),
+                    merge: merge.to_owned(),
                 })?;
             let (left, right) = (&merge[..pos], &merge[pos + 1..]);
             let id = |token: &str| {
-                token_to_id
+                vocab
                     .get(token)
-                    .copied()
                     .ok_or_else(|| TokenizerError::MergeUnknownToken {
                         index,
-                        merge: merge.clone(),
+                        merge: merge.to_owned(),
                         token: token.to_string(),
                     })
             };
@@ -67,7 +68,7 @@ impl Bpe {
     }
 
     /// Tokenizes one text fragment (no special tokens in it) onto `out`.
-    pub(crate) fn encode(&self, text: &str, token_to_id: &FxMap<String, u32>, out: &mut Vec<u32>) {
+    pub(crate) fn encode(&self, text: &str, index: &TokenIndex, out: &mut Vec<u32>) {
         let map = byte_to_char();
         let mut word = String::new();
         let mut session = Session::default();
@@ -75,12 +76,12 @@ impl Bpe {
             word.clear();
             word.extend(raw.bytes().map(|b| map[b as usize]));
             if self.ignore_merges {
-                if let Some(&id) = token_to_id.get(word.as_str()) {
+                if let Some(id) = index.get(&word) {
                     out.push(id);
                     continue;
                 }
             }
-            session.word(self, &word, token_to_id, out);
+            session.word(self, &word, index, out);
         }
     }
 }
@@ -106,18 +107,12 @@ struct Session {
 }
 
 impl Session {
-    fn word(
-        &mut self,
-        bpe: &Bpe,
-        word: &str,
-        token_to_id: &FxMap<String, u32>,
-        out: &mut Vec<u32>,
-    ) {
+    fn word(&mut self, bpe: &Bpe, word: &str, index: &TokenIndex, out: &mut Vec<u32>) {
         self.symbols.clear();
         self.queue.clear();
         let mut buf = [0u8; 4];
         for (i, (start, c)) in word.char_indices().enumerate() {
-            let id = token_to_id.get(&*c.encode_utf8(&mut buf)).copied();
+            let id = index.get(c.encode_utf8(&mut buf));
             self.symbols.push(Symbol {
                 start,
                 len: c.len_utf8(),
@@ -163,8 +158,8 @@ impl Session {
                 None => {
                     // Not in the vocabulary: llama.cpp looks up each byte on its own.
                     for b in word[s.start..s.start + s.len].bytes() {
-                        if let Some(&id) = (b < 0x80)
-                            .then(|| token_to_id.get(&*char::from(b).encode_utf8(&mut buf)))
+                        if let Some(id) = (b < 0x80)
+                            .then(|| index.get(char::from(b).encode_utf8(&mut buf)))
                             .flatten()
                         {
                             out.push(id);

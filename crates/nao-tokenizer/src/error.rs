@@ -14,7 +14,7 @@ pub enum TokenizerError {
     UnsupportedPre(String),
     #[error("the vocabulary is empty")]
     EmptyVocab,
-    #[error("the vocabulary has {0} tokens, more than a u32 token id can name")]
+    #[error("the vocabulary has {0} tokens, more than a u32 token id can name (or over 4 GiB of token text)")]
     VocabTooLarge(usize),
     #[error("`{key}` has {got} entries but the vocabulary has {expected} tokens")]
     LengthMismatch {

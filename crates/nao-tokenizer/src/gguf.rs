@@ -16,7 +16,6 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab, TokenizerError> {
     const MODEL: &str = "tokenizer.ggml.model";
     const TOKENS: &str = "tokenizer.ggml.tokens";
     const SCORES: &str = "tokenizer.ggml.scores";
-    let owned = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
     let id = |key: &str| f.get_u32(key);
     // llama.cpp accepts scores stored as f32 or i32.
     let scores = match f.get_f32_array(SCORES) {
@@ -32,13 +31,13 @@ pub fn vocab_from_gguf(f: &GgufFile) -> Result<Vocab, TokenizerError> {
             .ok_or(TokenizerError::MissingKey(MODEL))?
             .to_owned(),
         pre: f.get_str("tokenizer.ggml.pre")?.map(str::to_owned),
-        tokens: owned(
-            f.get_str_array(TOKENS)?
-                .ok_or(TokenizerError::MissingKey(TOKENS))?,
-        ),
+        tokens: f
+            .get_strings(TOKENS)?
+            .ok_or(TokenizerError::MissingKey(TOKENS))?
+            .clone(),
         scores,
         token_types: f.get_i32_array("tokenizer.ggml.token_type")?,
-        merges: f.get_str_array("tokenizer.ggml.merges")?.map(owned),
+        merges: f.get_strings("tokenizer.ggml.merges")?.cloned(),
         bos: id("tokenizer.ggml.bos_token_id")?,
         eos: id("tokenizer.ggml.eos_token_id")?,
         eot: id("tokenizer.ggml.eot_token_id")?,

@@ -22,6 +22,8 @@ use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::ModelWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 
+use nao_gguf::Strings;
+
 use crate::tokenizer::HfParts;
 use crate::vocab::token_type;
 use crate::{Tokenizer, TokenizerError, Vocab};
@@ -87,7 +89,7 @@ impl Tokenizer {
             return Err(TokenizerError::VocabTooLarge(n));
         }
         let added = hf.get_added_tokens_decoder();
-        let mut tokens = Vec::with_capacity(n);
+        let mut tokens = Strings::with_capacity(n);
         let mut types = Vec::with_capacity(n);
         for id in 0..n as u32 {
             let (text, ty) = match (added.get(&id), hf.id_to_token(id)) {
@@ -99,7 +101,7 @@ impl Tokenizer {
                 (None, Some(t)) => (t, token_type::NORMAL),
                 (None, None) => (format!("[PAD{id}]"), token_type::UNUSED),
             };
-            tokens.push(text);
+            tokens.push(&text);
             types.push(ty);
         }
 

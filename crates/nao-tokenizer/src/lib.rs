@@ -20,6 +20,7 @@ mod hash;
 mod pretokenize;
 mod spm;
 mod stream;
+mod token_index;
 mod tokenizer;
 mod unicode;
 pub mod vocab;

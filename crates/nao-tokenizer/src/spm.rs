@@ -7,10 +7,10 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::hash::FxMap;
+use crate::token_index::TokenIndex;
 
 pub(crate) struct Spm<'a> {
-    pub(crate) token_to_id: &'a FxMap<String, u32>,
+    pub(crate) index: &'a TokenIndex,
     pub(crate) scores: &'a [f32],
     /// Token for each byte value (`<0xXX>`, else the one-byte string), if any.
     pub(crate) byte_tokens: &'a [Option<u32>; 256],
@@ -96,8 +96,8 @@ impl Spm<'_> {
         while let Some(i) = cur {
             let s = symbols[i];
             let piece = &text[s.start..s.start + s.len];
-            match self.token_to_id.get(piece) {
-                Some(&id) => out.push(id),
+            match self.index.get(piece) {
+                Some(id) => out.push(id),
                 None => {
                     for b in piece.bytes() {
                         if let Some(id) = self.byte_tokens[b as usize].or(self.unk) {
@@ -120,7 +120,7 @@ impl Spm<'_> {
     ) {
         let start = symbols[left].start;
         let size = symbols[left].len + symbols[right].len;
-        let Some(&id) = self.token_to_id.get(&text[start..start + size]) else {
+        let Some(id) = self.index.get(&text[start..start + size]) else {
             return;
         };
         let score = self.scores.get(id as usize).copied().unwrap_or(0.0);

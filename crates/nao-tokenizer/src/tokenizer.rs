@@ -5,10 +5,13 @@
 //! output bytes, special and end-of-generation ids) with the `tokenizers` crate as the
 //! encoder of the text between special tokens, so callers see one type either way.
 
+use std::borrow::Cow;
+
 use crate::bpe::Bpe;
 use crate::hash::{FxMap, FxSet};
 use crate::pretokenize::PreType;
 use crate::spm::Spm;
+use crate::token_index::{IndexError, TokenIndex};
 use crate::unicode::char_to_byte;
 use crate::vocab::{token_type, Vocab};
 use crate::TokenizerError;
@@ -78,10 +81,10 @@ pub(crate) struct HfParts {
 /// A tokenizer reproducing llama.cpp's token ids.
 pub struct Tokenizer {
     model: Model,
-    tokens: Vec<String>,
+    /// Token strings and the string → id table.
+    index: TokenIndex,
     scores: Vec<f32>,
     attrs: Vec<u8>,
-    token_to_id: FxMap<String, u32>,
     /// Control, user-defined and unknown tokens, longest text first.
     specials: Vec<u32>,
     /// Byte trie over the special texts, to find which ones occur in a text.
@@ -144,20 +147,18 @@ impl Tokenizer {
             check_len("tokenizer.ggml.token_type", t.len())?;
         }
 
-        let mut tokens = v.tokens;
-        let mut token_to_id = FxMap::with_capacity_and_hasher(n, Default::default());
-        for (i, t) in tokens.iter_mut().enumerate() {
-            if t.is_empty() {
-                *t = format!("[EMPTY_{i}]");
-            }
-            if let Some(first) = token_to_id.insert(t.clone(), i as u32) {
-                return Err(TokenizerError::DuplicateToken {
-                    text: t.clone(),
-                    first,
-                    second: i as u32,
-                });
-            }
-        }
+        let named = v.tokens.iter().enumerate().map(|(i, t)| match t {
+            "" => Cow::Owned(format!("[EMPTY_{i}]")),
+            t => Cow::Borrowed(t),
+        });
+        let index = TokenIndex::new(named).map_err(|e| match e {
+            IndexError::Duplicate { first, second } => TokenizerError::DuplicateToken {
+                text: v.tokens.get(second as usize).unwrap_or_default().to_owned(),
+                first,
+                second,
+            },
+            IndexError::TooLarge => TokenizerError::VocabTooLarge(n),
+        })?;
         let scores = match v.scores {
             Some(mut s) => {
                 s.truncate(n);
@@ -183,11 +184,11 @@ impl Tokenizer {
 
         // Byte tokens must spell `<0xXX>`.
         let mut byte_tokens = [None; 256];
-        for (id, t) in tokens.iter().enumerate() {
+        for (id, t) in index.iter().enumerate() {
             if attrs[id] & ATTR_BYTE != 0 {
                 let b = parse_byte_token(t).ok_or_else(|| TokenizerError::BadByteToken {
                     id: id as u32,
-                    text: t.clone(),
+                    text: t.to_owned(),
                 })?;
                 byte_tokens[b as usize].get_or_insert(id as u32);
             }
@@ -195,9 +196,9 @@ impl Tokenizer {
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
             if slot.is_none() {
                 let hex = format!("<0x{b:02X}>");
-                *slot = token_to_id.get(&hex).copied();
+                *slot = index.get(&hex);
                 if slot.is_none() && b < 0x80 {
-                    *slot = token_to_id.get(&char::from(b as u8).to_string()).copied();
+                    *slot = index.get(&char::from(b as u8).to_string());
                 }
             }
         }
@@ -226,7 +227,7 @@ impl Tokenizer {
         let eos = id_in_range("tokenizer.ggml.eos_token_id", v.eos)?.or(def_eos);
         let unk = id_in_range("tokenizer.ggml.unknown_token_id", v.unk)?.or(def_unk);
         id_in_range("tokenizer.ggml.padding_token_id", v.pad)?;
-        let by_text = |texts: &[&str]| texts.iter().find_map(|t| token_to_id.get(*t).copied());
+        let by_text = |texts: &[&str]| texts.iter().find_map(|t| index.get(t));
         let eot = id_in_range("tokenizer.ggml.eot_token_id", v.eot)?.or_else(|| by_text(EOT_TEXTS));
         let eom =
             id_in_range("tokenizer.ggml.eom_token_id", v.eom)?.or_else(|| by_text(&["<|eom_id|>"]));
@@ -251,17 +252,17 @@ impl Tokenizer {
             attrs[id as usize] |= ATTR_CONTROL;
         }
         for t in EOG_TEXTS {
-            if let Some(&id) = token_to_id.get(*t) {
+            if let Some(id) = index.get(t) {
                 eog.insert(id);
                 attrs[id as usize] |= ATTR_CONTROL;
             }
         }
         // gpt-oss style vocabularies: "<|end|>" is not the end when "<|return|>" and
         // "<|call|>" exist.
-        if let (Some(_), Some(_), Some(&end)) = (
-            token_to_id.get("<|return|>"),
-            token_to_id.get("<|call|>"),
-            token_to_id.get("<|end|>"),
+        if let (Some(_), Some(_), Some(end)) = (
+            index.get("<|return|>"),
+            index.get("<|call|>"),
+            index.get("<|end|>"),
         ) {
             eog.remove(&end);
             attrs[end as usize] = ATTR_USER_DEFINED;
@@ -296,9 +297,9 @@ impl Tokenizer {
         } else {
             let merges = v
                 .merges
-                .as_deref()
+                .as_ref()
                 .ok_or(TokenizerError::MissingKey("tokenizer.ggml.merges"))?;
-            Model::Bpe(Bpe::new(pre, ignore_merges, merges, &token_to_id)?)
+            Model::Bpe(Bpe::new(pre, ignore_merges, merges, &index)?)
         };
 
         let mut specials: Vec<u32> = (0..n as u32)
@@ -306,15 +307,15 @@ impl Tokenizer {
                 attrs[id as usize] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN) != 0
             })
             .collect();
-        specials.sort_by_key(|&id| std::cmp::Reverse(tokens[id as usize].len()));
+        specials.sort_by_key(|&id| std::cmp::Reverse(index.text(id).map_or(0, str::len)));
         let mut special_trie = Trie::default();
         for &id in &specials {
-            special_trie.insert(tokens[id as usize].as_bytes(), id);
+            special_trie.insert(index.text(id).unwrap_or_default().as_bytes(), id);
         }
 
         let mut bytes = Vec::new();
         let mut offs = Vec::with_capacity(n + 1);
-        for (id, t) in tokens.iter().enumerate() {
+        for (id, t) in index.iter().enumerate() {
             offs.push(bytes.len());
             let a = attrs[id];
             if a & (ATTR_UNKNOWN | ATTR_CONTROL | ATTR_USER_DEFINED) != 0 {
@@ -351,10 +352,9 @@ impl Tokenizer {
 
         Ok(Tokenizer {
             model,
-            tokens,
+            index,
             scores,
             attrs,
-            token_to_id,
             specials,
             special_trie,
             bytes,
@@ -382,7 +382,7 @@ impl Tokenizer {
         match &self.model {
             Model::Spm => {
                 let spm = Spm {
-                    token_to_id: &self.token_to_id,
+                    index: &self.index,
                     scores: &self.scores,
                     byte_tokens: &self.byte_tokens,
                     unk: self.unk,
@@ -412,9 +412,7 @@ impl Tokenizer {
             Model::Bpe(bpe) => {
                 for f in fragments {
                     match f {
-                        Fragment::Text(s, e) => {
-                            bpe.encode(&text[s..e], &self.token_to_id, &mut out)
-                        }
+                        Fragment::Text(s, e) => bpe.encode(&text[s..e], &self.index, &mut out),
                         Fragment::Token(id) => out.push(id),
                     }
                 }
@@ -462,7 +460,7 @@ impl Tokenizer {
             if !parse_special && self.attrs[id as usize] & (ATTR_CONTROL | ATTR_UNKNOWN) != 0 {
                 continue;
             }
-            let pat = self.tokens[id as usize].as_str();
+            let pat = self.index.text(id).unwrap_or_default();
             let mut next = Vec::with_capacity(frags.len() + 2);
             for f in frags {
                 match f {
@@ -504,16 +502,16 @@ impl Tokenizer {
 
     /// The raw vocabulary string of token `id`.
     pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.tokens.get(id as usize).map(String::as_str)
+        self.index.text(id)
     }
 
     /// The id of a vocabulary string, if it is one.
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.token_to_id.get(text).copied()
+        self.index.get(text)
     }
 
     pub fn n_vocab(&self) -> usize {
-        self.tokens.len()
+        self.index.len()
     }
 
     pub fn bos(&self) -> Option<u32> {

@@ -2,6 +2,8 @@
 //! a GGUF file, already read into owned values. Keeping it a plain struct lets tests
 //! build small vocabularies by hand and keeps the GGUF adapter thin.
 
+pub use nao_gguf::Strings;
+
 /// `tokenizer.ggml.token_type` values (llama.cpp `llama_token_type`).
 pub mod token_type {
     pub const UNDEFINED: i32 = 0;
@@ -21,13 +23,13 @@ pub struct Vocab {
     /// `tokenizer.ggml.pre`: the BPE pre-tokenizer (`qwen2`, `llama-bpe`, ...).
     pub pre: Option<String>,
     /// `tokenizer.ggml.tokens`
-    pub tokens: Vec<String>,
+    pub tokens: Strings,
     /// `tokenizer.ggml.scores` (SentencePiece merge priorities).
     pub scores: Option<Vec<f32>>,
     /// `tokenizer.ggml.token_type`, see [`token_type`].
     pub token_types: Option<Vec<i32>>,
     /// `tokenizer.ggml.merges` ("left right", rank = position); required for `gpt2`.
-    pub merges: Option<Vec<String>>,
+    pub merges: Option<Strings>,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub eot: Option<u32>,

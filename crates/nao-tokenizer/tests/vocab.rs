@@ -4,11 +4,17 @@
 
 use nao_gguf::writer::GgufWriter;
 use nao_gguf::GgufFile;
-use nao_tokenizer::vocab::token_type;
+use nao_tokenizer::vocab::{token_type, Strings};
 use nao_tokenizer::{StreamDecoder, Tokenizer, TokenizerError, Vocab};
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+fn strings(v: &[&str]) -> Strings {
+    v.iter().collect()
+}
+
+/// `tokens` with token `i` replaced by `text`.
+fn replaced(tokens: &Strings, i: usize, text: &str) -> Strings {
+    let pick = |(j, t)| if j == i { text } else { t };
+    tokens.iter().enumerate().map(pick).collect()
 }
 
 /// Byte-level BPE: ids 0..=6 are plain, 7 is a control token, 8 user-defined.
@@ -128,7 +134,7 @@ fn stream_decoder_emoji_over_byte_level_tokens() {
         model: "gpt2".into(),
         pre: Some("qwen2".into()),
         tokens: bytes.iter().map(|&b| map(b)).collect(),
-        merges: Some(vec![]),
+        merges: Some(Strings::new()),
         ..Vocab::default()
     };
     let tok = Tokenizer::from_vocab(v).expect("valid");
@@ -207,13 +213,13 @@ fn bad_metadata_is_a_typed_error() {
     assert!(matches!(e, TokenizerError::UnsupportedPre(p) if p == "nope"));
 
     let e = err(Vocab {
-        tokens: vec![],
+        tokens: Strings::new(),
         ..bpe_vocab()
     });
     assert!(matches!(e, TokenizerError::EmptyVocab));
 
     let mut v = spm_vocab();
-    v.tokens[9] = "<0x-1>".into();
+    v.tokens = replaced(&v.tokens, 9, "<0x-1>");
     assert!(matches!(err(v), TokenizerError::BadByteToken { id: 9, .. }));
 
     let e = err(Vocab {
@@ -272,7 +278,7 @@ fn bad_metadata_is_a_typed_error() {
     assert!(matches!(e, TokenizerError::LengthMismatch { got: 2, .. }));
 
     let mut v = bpe_vocab();
-    v.tokens[1] = "a".into();
+    v.tokens = replaced(&v.tokens, 1, "a");
     assert!(matches!(
         err(v),
         TokenizerError::DuplicateToken {
