@@ -99,7 +99,8 @@ pub fn matmul(
     #[cfg(target_arch = "x86_64")]
     if n_tokens >= AMX_MIN_TOKENS && crate::amx::gemm::supports(w.dtype) && crate::amx::enabled() {
         let (q8k, packed) = acts.amx_parts();
-        return crate::amx::gemm::matmul(w, rb, q8k, n_tokens, packed, y, pool);
+        let src = crate::amx::gemm::Q4kSource::Rows(w, rb);
+        return crate::amx::gemm::matmul(src, q8k, n_tokens, packed, y, pool);
     }
     let acts = &*acts;
     let act_rows: Vec<ActRow<'_>> = (0..n_tokens).map(|t| acts.row(t)).collect();

@@ -1,5 +1,5 @@
-//! Row-interleaved weights for the 32-quant formats (Q4_0, Q5_0, Q8_0), repacked once at load,
-//! and the matmul over them.
+//! Row-interleaved weights for the 32-quant formats (Q4_0, Q5_0, Q8_0) and for Q4_K
+//! ([`q4k`]), repacked once at load, and the matmul over them.
 //!
 //! In the file a 32-quant block is one row's 32 quants with one f16 scale. A dot product per
 //! row then needs a horizontal sum per block before the block's scale can be applied, which
@@ -32,6 +32,11 @@ use half::f16;
 mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod q4k;
+#[cfg(target_arch = "x86_64")]
+mod q4k_avx512;
+
+pub use q4k::BodyQ4K;
 
 /// Rows per interleaved group: one 512-bit register of 32-bit lanes.
 pub const GROUP_ROWS: usize = 16;
@@ -117,6 +122,8 @@ enum Bodies {
     Q4_0(Vec<BodyQ4_0>),
     Q5_0(Vec<BodyQ5_0>),
     Q8_0(Vec<BodyQ8_0>),
+    /// Per super-block; the scales live in the bodies (and `PackedWeight::scales` is empty).
+    Q4K(Vec<BodyQ4K>),
 }
 
 /// A `[rows, cols]` Q4_0/Q5_0/Q8_0 matrix in 16-row interleaved blocks: block `b` of group
@@ -137,7 +144,7 @@ pub fn available() -> bool {
 
 /// Whether [`PackedWeight::new`] takes matrices of type `dtype`.
 pub fn supports(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4_0 | DType::Q5_0 | DType::Q8_0)
+    matches!(dtype, DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q4K)
 }
 
 impl PackedWeight {
@@ -167,6 +174,16 @@ impl PackedWeight {
                 expected,
                 got: w.data.len(),
             });
+        }
+        if w.dtype == DType::Q4K {
+            let bodies = pack_q4k(w, rb, &mut done)?;
+            return Ok(Some(PackedWeight {
+                dtype: w.dtype,
+                rows: w.rows,
+                cols: w.cols,
+                bodies: Bodies::Q4K(bodies),
+                scales: Vec::new(),
+            }));
         }
         let nb = w.cols / QK;
         let n = w.rows / GROUP_ROWS * nb;
@@ -206,6 +223,15 @@ impl PackedWeight {
             Bodies::Q4_0(b) => self.row_of(b, r, out),
             Bodies::Q5_0(b) => self.row_of(b, r, out),
             Bodies::Q8_0(b) => self.row_of(b, r, out),
+            Bodies::Q4K(b) => {
+                let nb = self.cols / crate::blocks::QK_K;
+                let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
+                let row: Vec<crate::blocks::BlockQ4K> = b[g * nb..(g + 1) * nb]
+                    .iter()
+                    .map(|x| x.row(lane))
+                    .collect();
+                crate::dequant::dequantize_row_q4_k(&row, out);
+            }
         }
         Ok(())
     }
@@ -244,6 +270,7 @@ impl PackedWeight {
             Bodies::Q4_0(v) => std::mem::size_of_val(v.as_slice()),
             Bodies::Q5_0(v) => std::mem::size_of_val(v.as_slice()),
             Bodies::Q8_0(v) => std::mem::size_of_val(v.as_slice()),
+            Bodies::Q4K(v) => std::mem::size_of_val(v.as_slice()),
         };
         body + std::mem::size_of_val(self.scales.as_slice())
     }
@@ -311,6 +338,31 @@ impl Pack for BodyQ8_0 {
             }
         }
     }
+}
+
+/// Q4_K rows in order into interleaved super-blocks, reporting every [`RELEASE_ROWS`] rows
+/// read (as [`Packer::pack`]).
+fn pack_q4k(
+    w: &WeightView<'_>,
+    rb: usize,
+    done: &mut impl FnMut(std::ops::Range<usize>),
+) -> Result<Vec<BodyQ4K>, KernelError> {
+    let nb = w.cols / crate::blocks::QK_K;
+    let mut out = vec![BodyQ4K::EMPTY; w.rows / GROUP_ROWS * nb];
+    let mut reported = 0;
+    for r in 0..w.rows {
+        let blocks: &[crate::blocks::BlockQ4K] = weights(w.dtype, &w.data[r * rb..(r + 1) * rb])?;
+        let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
+        for (b, xb) in blocks.iter().enumerate() {
+            out[g * nb + b].put(lane, xb);
+        }
+        let into_chunk = (r + 1) % RELEASE_ROWS;
+        if into_chunk == 0 || r + 1 == w.rows {
+            done(reported * rb..(r + 1) * rb);
+            reported = r + 1;
+        }
+    }
+    Ok(out)
 }
 
 /// One repacking: the source matrix, and where scales and progress go.
@@ -428,6 +480,7 @@ fn run(
         Bodies::Q4_0(_) => BodyQ4_0::OFFSET,
         Bodies::Q5_0(_) => BodyQ5_0::OFFSET,
         Bodies::Q8_0(_) => BodyQ8_0::OFFSET,
+        Bodies::Q4K(b) => return run_q4k(w, b, n_tokens, y, acts, pool, simd),
     };
     let nb = w.cols / QK;
     let mut qrows = Vec::with_capacity(n_tokens);
@@ -473,8 +526,112 @@ fn run(
         Bodies::Q4_0(b) => g.run(b, y, pool),
         Bodies::Q5_0(b) => g.run(b, y, pool),
         Bodies::Q8_0(b) => g.run(b, y, pool),
+        Bodies::Q4K(_) => {} // returned above
     }
     Ok(())
+}
+
+/// Fewest tokens for which the AMX GEMM beats the interleaved Q4_K kernel (the GEMM expands
+/// every weight into tiles on each call).
+const AMX_MIN_Q4K: usize = 32;
+
+/// [`run`] for Q4_K (activations already quantized to Q8_K).
+fn run_q4k(
+    w: &PackedWeight,
+    bodies: &[BodyQ4K],
+    n_tokens: usize,
+    y: &mut [f32],
+    acts: &mut QuantizedActs,
+    pool: &ThreadPool,
+    simd: bool,
+) -> Result<(), KernelError> {
+    let nb = w.cols / crate::blocks::QK_K;
+    #[cfg(target_arch = "x86_64")]
+    if simd && n_tokens >= AMX_MIN_Q4K && crate::amx::enabled() {
+        let (q8k, packed) = acts.amx_parts();
+        let src = crate::amx::gemm::Q4kSource::Interleaved {
+            bodies,
+            rows: w.rows,
+            cols: w.cols,
+        };
+        return crate::amx::gemm::matmul(src, q8k, n_tokens, packed, y, pool);
+    }
+    let mut qrows = Vec::with_capacity(n_tokens);
+    for t in 0..n_tokens {
+        match acts.row(t) {
+            ActRow::Q8K(q) if q.len() == nb => qrows.push(q),
+            _ => return Err(KernelError::Unsupported(w.dtype)),
+        }
+    }
+    let pairs: Vec<[i32; 4]> = qrows
+        .iter()
+        .flat_map(|q| q.iter().map(q4k::bsum_pairs))
+        .collect();
+    let cols: Vec<q4k::ColK<'_>> = qrows
+        .iter()
+        .enumerate()
+        .map(|(t, q)| q4k::ColK {
+            q,
+            bsum_pairs: &pairs[t * nb..(t + 1) * nb],
+        })
+        .collect();
+    let rows = w.rows;
+    let out = SharedMut::new(y);
+    pool.for_ranges(rows / GROUP_ROWS, &|groups| {
+        for g in groups {
+            let gb = &bodies[g * nb..(g + 1) * nb];
+            for (k, chunk) in cols.chunks(MAX_COLS).enumerate() {
+                let res = group_cols_q4k(gb, chunk, simd);
+                for (i, r) in res.iter().take(chunk.len()).enumerate() {
+                    let at = (k * MAX_COLS + i) * rows + g * GROUP_ROWS;
+                    // SAFETY: each thread owns whole groups, so the 16 outputs of group `g`
+                    // for this token are written by this thread alone; `y` outlives the
+                    // pool job.
+                    unsafe { out.slice_mut(at..at + GROUP_ROWS) }.copy_from_slice(r);
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Up to [`MAX_COLS`] columns of one Q4_K group; entries past `cols.len()` are unused.
+fn group_cols_q4k(
+    bodies: &[BodyQ4K],
+    cols: &[q4k::ColK<'_>],
+    simd: bool,
+) -> [[f32; GROUP_ROWS]; MAX_COLS] {
+    let mut out = [[0.0f32; GROUP_ROWS]; MAX_COLS];
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        macro_rules! call {
+            ($n:literal) => {{
+                if let Ok(c) = <&[q4k::ColK<'_>; $n]>::try_from(cols) {
+                    // SAFETY: `simd` is only true when `available()` reported the features
+                    // the kernel needs.
+                    let r = unsafe { q4k_avx512::kernel_q4k::<$n>(bodies, c) };
+                    out[..$n].copy_from_slice(&r);
+                }
+            }};
+        }
+        match cols.len() {
+            1 => call!(1),
+            2 => call!(2),
+            3 => call!(3),
+            4 => call!(4),
+            5 => call!(5),
+            6 => call!(6),
+            7 => call!(7),
+            8 => call!(8),
+            _ => {}
+        }
+        return out;
+    }
+    let _ = simd;
+    for (o, c) in out.iter_mut().zip(cols) {
+        *o = q4k::group_col_scalar_q4k(bodies, *c);
+    }
+    out
 }
 
 /// Activation bytes a column block should stay under (kept in L2 while weights stream).

@@ -46,22 +46,83 @@ pub(crate) fn supports(w: DType) -> bool {
     matches!(w, DType::Q4K)
 }
 
-/// `y[t][r] = dot(W[r], acts[t])` for all `n_tok` tokens (`y` is `[n_tok, w.rows]`).
+/// Where a row block's Q4_K weights come from.
+#[derive(Clone, Copy)]
+pub(crate) enum Q4kSource<'a> {
+    /// The file's layout: rows of `row_bytes`.
+    Rows(&'a WeightView<'a>, usize),
+    /// 16-row interleaved super-blocks ([`crate::packed`]) of a `[rows, cols]` matrix.
+    Interleaved {
+        bodies: &'a [crate::packed::BodyQ4K],
+        rows: usize,
+        cols: usize,
+    },
+}
+
+impl Q4kSource<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Q4kSource::Rows(w, _) => w.rows,
+            Q4kSource::Interleaved { rows, .. } => *rows,
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            Q4kSource::Rows(w, _) => w.cols,
+            Q4kSource::Interleaved { cols, .. } => *cols,
+        }
+    }
+
+    /// Packs super-blocks `sbs` of row block `rb` (rows `16·rb ..`).
+    fn pack(
+        &self,
+        rb: usize,
+        sbs: std::ops::Range<usize>,
+        pw: &mut PackedWeights,
+    ) -> Result<(), KernelError> {
+        match *self {
+            Q4kSource::Rows(w, row_bytes) => {
+                let r0 = rb * TILE;
+                let nr = TILE.min(w.rows - r0);
+                let bytes = &w.data[r0 * row_bytes..(r0 + nr) * row_bytes];
+                let rs = weight_rows::<BlockQ4K>(w.dtype, bytes, row_bytes)?;
+                pw.pack_q4k(&rs, sbs);
+            }
+            Q4kSource::Interleaved { bodies, cols, .. } => {
+                let n_sb = cols / crate::blocks::QK_K;
+                let g = bodies
+                    .get(rb * n_sb..(rb + 1) * n_sb)
+                    .and_then(|g| g.get(sbs));
+                let Some(g) = g else {
+                    return Err(KernelError::SizeMismatch {
+                        expected: (rb + 1) * n_sb,
+                        got: bodies.len(),
+                    });
+                };
+                pw.pack_q4k_interleaved(g);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `y[t][r] = dot(W[r], acts[t])` for all `n_tok` tokens (`y` is `[n_tok, rows]`).
 ///
 /// `acts` holds the tokens' Q8_K rows back to back (`n_sb` blocks each); `packed` is a
-/// reusable buffer for their tile layout. The caller checked the lengths of `w.data` and `y`
-/// and that [`super::enabled`] is true.
+/// reusable buffer for their tile layout. The caller checked the lengths of the weights and
+/// `y` and that [`super::enabled`] is true.
 pub(crate) fn matmul(
-    w: &WeightView<'_>,
-    row_bytes: usize,
+    w: Q4kSource<'_>,
     acts: &[BlockQ8K],
     n_tok: usize,
     packed: &mut PackedActs,
     y: &mut [f32],
     pool: &ThreadPool,
 ) -> Result<(), KernelError> {
-    let n_sb = w.cols / crate::blocks::QK_K;
-    if acts.len() != n_tok * n_sb || y.len() != n_tok * w.rows {
+    let (rows, cols) = (w.rows(), w.cols());
+    let n_sb = cols / crate::blocks::QK_K;
+    if acts.len() != n_tok * n_sb || y.len() != n_tok * rows {
         return Err(KernelError::SizeMismatch {
             expected: n_tok * n_sb,
             got: acts.len(),
@@ -76,7 +137,6 @@ pub(crate) fn matmul(
             *g = Some(e);
         }
     };
-    let rows = w.rows;
     let n_tiles = packed.n_tiles();
     // Super-blocks per pass: the activation tiles of one pass (all tokens) stay in L2 while
     // every row block of the thread streams past them.
@@ -85,7 +145,7 @@ pub(crate) fn matmul(
     let step = if n_tiles >= 2 { 2 } else { 1 };
     pool.for_ranges(rows.div_ceil(TILE), &|range| {
         let Some(tiles) = Tiles::configure() else {
-            return fail(KernelError::Unsupported(w.dtype));
+            return fail(KernelError::Unsupported(DType::Q4K));
         };
         let run = |pw: &mut PackedWeights, st: &mut Vec<[[f32; TILE]; TILE]>| {
             // Accumulators per (row block, token tile): [acc, accm]. One pass needs them
@@ -98,10 +158,8 @@ pub(crate) fn matmul(
                 for (li, rb) in range.clone().enumerate() {
                     let r0 = rb * TILE;
                     let nr = TILE.min(rows - r0);
-                    let bytes = &w.data[r0 * row_bytes..(r0 + nr) * row_bytes];
-                    match weight_rows::<BlockQ4K>(w.dtype, bytes, row_bytes) {
-                        Ok(rs) => pw.pack_q4k(&rs, sbs.clone()),
-                        Err(e) => return fail(e),
+                    if let Err(e) = w.pack(rb, sbs.clone(), pw) {
+                        return fail(e);
                     }
                     let base = if multi_pass { li * n_tiles * 2 } else { 0 };
                     for tile in (0..n_tiles).step_by(step) {
@@ -128,7 +186,7 @@ pub(crate) fn matmul(
         PACKED_W.with(|pw| {
             STATE.with(|st| match (pw.try_borrow_mut(), st.try_borrow_mut()) {
                 (Ok(mut pw), Ok(mut st)) => run(&mut pw, &mut st),
-                _ => fail(KernelError::Unsupported(w.dtype)),
+                _ => fail(KernelError::Unsupported(DType::Q4K)),
             })
         });
     });

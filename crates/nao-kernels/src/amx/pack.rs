@@ -151,22 +151,36 @@ impl PackedWeights {
                 continue;
             };
             for (sb, xb) in blocks.iter().enumerate() {
-                let (sc, mn) = k4_scales_mins(&xb.scales);
-                self.d[sb][r] = fp16_to_fp32(xb.d);
-                self.dmin[sb][r] = fp16_to_fp32(xb.dmin);
-                for p in 0..4 {
-                    self.min_pairs[sb][r][p] =
-                        i32::from(mn[2 * p]) | (i32::from(mn[2 * p + 1]) << 16);
-                }
-                let planes = &mut self.tiles[sb * 8..sb * 8 + 8];
-                if simd {
-                    // SAFETY: `simd` is only true when `amx::enabled()`, which requires
-                    // AVX-512 F/BW, the packer's whole contract.
-                    unsafe { super::pack_simd::pack_q4k_row(xb, &sc, r, planes) };
-                } else {
-                    pack_q4k_row(xb, &sc, r, planes);
-                }
+                self.put_q4k(sb, r, xb, simd);
             }
+        }
+    }
+
+    /// Packs 16 interleaved Q4_K rows (`bodies`: one group's super-blocks of one pass).
+    pub(crate) fn pack_q4k_interleaved(&mut self, bodies: &[crate::packed::BodyQ4K]) {
+        self.reset(bodies.len(), 2, TILE);
+        for (sb, body) in bodies.iter().enumerate() {
+            for r in 0..TILE {
+                self.put_q4k(sb, r, &body.row(r), super::enabled());
+            }
+        }
+    }
+
+    /// Row `r` of super-block `sb` (of the packed range) from the file's block `xb`.
+    fn put_q4k(&mut self, sb: usize, r: usize, xb: &BlockQ4K, simd: bool) {
+        let (sc, mn) = k4_scales_mins(&xb.scales);
+        self.d[sb][r] = fp16_to_fp32(xb.d);
+        self.dmin[sb][r] = fp16_to_fp32(xb.dmin);
+        for p in 0..4 {
+            self.min_pairs[sb][r][p] = i32::from(mn[2 * p]) | (i32::from(mn[2 * p + 1]) << 16);
+        }
+        let planes = &mut self.tiles[sb * 8..sb * 8 + 8];
+        if simd {
+            // SAFETY: `simd` is only true when `amx::enabled()`, which requires AVX-512
+            // F/BW, the packer's whole contract.
+            unsafe { super::pack_simd::pack_q4k_row(xb, &sc, r, planes) };
+        } else {
+            pack_q4k_row(xb, &sc, r, planes);
         }
     }
 }
