@@ -18,7 +18,8 @@ use tokio::sync::oneshot;
 /// One input of an embedding request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmbedInput {
-    /// Text, tokenized with the model's special tokens (`[CLS] … [SEP]` for BERT).
+    /// Text, tokenized with the model's special tokens (`[CLS] … [SEP]` for BERT; the
+    /// EOS a last-token decoder embedder pools at, see [`Embedder::tokenize`]).
     Text(String),
     /// Token ids used exactly as given (no special tokens added). `i64` so that negative
     /// or huge ids from JSON get a clean error instead of wrapping.
@@ -114,20 +115,34 @@ pub trait EmbedHandle: Send + Sync + 'static {
 /// each vector is the same whatever batch it lands in.
 pub const MAX_BATCH_TOKENS: usize = 8192;
 
+/// How text becomes token ids: `tokenizer.json` (directories) or the GGUF vocabulary.
+/// (Boxed: each is a few KB.)
+enum TextTokenizer {
+    Hf {
+        tokenizer: Box<Tokenizer>,
+        /// The same tokenizer truncating to the model's maximum (special tokens kept).
+        truncating: Box<Tokenizer>,
+    },
+    Gguf(Box<nao_tokenizer::Tokenizer>),
+}
+
 /// Tokenizer plus encoder: text or token ids in, vectors out (synchronous).
 pub struct Embedder {
-    tokenizer: Tokenizer,
-    /// The same tokenizer truncating to the model's maximum (special tokens kept).
-    truncating: Tokenizer,
+    tokenizer: TextTokenizer,
     pub encoder: SentenceEncoder,
 }
 
 impl Embedder {
-    /// Loads a sentence-transformers / Hugging Face directory (`config.json`,
-    /// `model.safetensors`, `tokenizer.json`, `modules.json`, `1_Pooling/`).
-    pub fn load(dir: &Path) -> Result<Embedder, String> {
-        let encoder = SentenceEncoder::load(dir).map_err(|e| e.to_string())?;
-        let tok_path = dir.join("tokenizer.json");
+    /// Loads an embedding model: a sentence-transformers / Hugging Face directory
+    /// (`config.json`, `model.safetensors`, `tokenizer.json`, `modules.json`,
+    /// `1_Pooling/`; a BERT encoder or a decoder such as Qwen3-Embedding), or a GGUF file
+    /// of a decoder embedder (`<arch>.pooling_type`, tokenizer from its metadata).
+    pub fn load(path: &Path) -> Result<Embedder, String> {
+        if path.is_file() {
+            return Embedder::load_gguf(path);
+        }
+        let encoder = SentenceEncoder::load(path).map_err(|e| e.to_string())?;
+        let tok_path = path.join("tokenizer.json");
         let mut tokenizer =
             Tokenizer::from_file(&tok_path).map_err(|e| format!("{}: {e}", tok_path.display()))?;
         // tokenizer.json files often carry the padding/truncation used in training
@@ -145,8 +160,20 @@ impl Embedder {
             .with_truncation(Some(params))
             .map_err(|e| format!("{}: {e}", tok_path.display()))?;
         Ok(Embedder {
-            tokenizer,
-            truncating,
+            tokenizer: TextTokenizer::Hf {
+                tokenizer: Box::new(tokenizer),
+                truncating: Box::new(truncating),
+            },
+            encoder,
+        })
+    }
+
+    fn load_gguf(path: &Path) -> Result<Embedder, String> {
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        let (encoder, file) = SentenceEncoder::open_gguf(path).map_err(|e| err(&e))?;
+        let tokenizer = nao_tokenizer::Tokenizer::from_gguf(&file).map_err(|e| err(&e))?;
+        Ok(Embedder {
+            tokenizer: TextTokenizer::Gguf(Box::new(tokenizer)),
             encoder,
         })
     }
@@ -159,8 +186,8 @@ impl Embedder {
             n_embd: e.n_embd(),
             max_tokens: e.max_tokens(),
             n_vocab: e.n_vocab(),
-            n_layer: e.bert.cfg.n_layer,
-            n_head: e.bert.cfg.n_head,
+            n_layer: e.n_layer(),
+            n_head: e.n_head(),
             created,
             pooling: e.pooling.name(),
             normalize: e.normalize,
@@ -168,16 +195,34 @@ impl Embedder {
         }
     }
 
-    /// Token ids of `text` with the model's special tokens.
+    /// Token ids of `text` with the model's special tokens. A last-token embedder gets the
+    /// EOS it pools at appended when its tokenizer did not add it (Qwen3-Embedding's
+    /// current `tokenizer.json` does; its first release and most GGUF conversions do not);
+    /// with `truncate`, the text is cut so that the EOS still fits.
     pub fn tokenize(&self, text: &str, truncate: bool) -> Result<Vec<u32>, String> {
-        let t = if truncate {
-            &self.truncating
-        } else {
-            &self.tokenizer
+        let mut ids = match &self.tokenizer {
+            TextTokenizer::Hf {
+                tokenizer,
+                truncating,
+            } => {
+                let t = if truncate { truncating } else { tokenizer };
+                t.encode(text, true)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| e.to_string())?
+            }
+            // Special tokens written in the text are parsed, as tokenizers does.
+            TextTokenizer::Gguf(t) => t.encode(text, true, true),
         };
-        t.encode(text, true)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| e.to_string())
+        if let Some(eos) = self.encoder.eos {
+            if ids.last() != Some(&eos) {
+                let max = self.encoder.max_tokens();
+                if truncate && ids.len() >= max {
+                    ids.truncate(max.saturating_sub(1));
+                }
+                ids.push(eos);
+            }
+        }
+        Ok(ids)
     }
 
     /// Tokenizes and validates every input: the sequences to compute.

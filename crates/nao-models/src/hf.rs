@@ -4,9 +4,9 @@
 //! Everything is resolved once at load, so the architecture files run unchanged on a GGUF
 //! file or a checkpoint directory.
 //!
-//! References: transformers `models/{llama,qwen2}/configuration_*.py` (keys and defaults),
-//! `modeling_rope_utils.py` (RoPE scaling); llama.cpp `convert_hf_to_gguf.py` (the name map
-//! and the Llama 3 frequency factors it writes as `rope_freqs.weight`).
+//! References: transformers `models/{llama,qwen2,qwen3}/configuration_*.py` (keys and
+//! defaults), `modeling_rope_utils.py` (RoPE scaling); llama.cpp `convert_hf_to_gguf.py`
+//! (the name map and the Llama 3 frequency factors it writes as `rope_freqs.weight`).
 
 use crate::pooling::read_json;
 use crate::{ModelConfig, ModelError};
@@ -14,8 +14,13 @@ use serde_json::Value;
 use std::path::Path;
 
 /// `architectures[0]` of `config.json` → nao's architecture name.
-pub const HF_ARCHITECTURES: &[(&str, &str)] =
-    &[("Qwen2ForCausalLM", "qwen2"), ("LlamaForCausalLM", "llama")];
+/// `Qwen3Model` is the bare transformer (no LM head) that embedding checkpoints name.
+pub const HF_ARCHITECTURES: &[(&str, &str)] = &[
+    ("Qwen2ForCausalLM", "qwen2"),
+    ("Qwen3ForCausalLM", "qwen3"),
+    ("Qwen3Model", "qwen3"),
+    ("LlamaForCausalLM", "llama"),
+];
 
 /// Per-block tensors: llama.cpp name (`blk.N.{0}`) → transformers name (`model.layers.N.{1}`).
 const BLOCK_TENSORS: &[(&str, &str)] = &[
@@ -72,7 +77,8 @@ pub fn read_config(dir: &Path) -> Result<HfConfig, ModelError> {
 }
 
 /// nao's architecture name for the `architectures[0]` of a parsed `config.json`, if it is a
-/// decoder nao runs (callers use it to tell chat models from embedding models).
+/// decoder nao runs (a `*ForCausalLM`, or a bare `Qwen3Model`: whether the directory is a
+/// chat model or an embedder is the caller's question, see `modules.json`).
 pub fn causal_lm_arch(v: &Value) -> Option<&'static str> {
     let name = v.get("architectures")?.as_array()?.first()?.as_str()?;
     HF_ARCHITECTURES
@@ -343,6 +349,14 @@ mod tests {
                 "blk.2.ffn_down.weight",
                 "model.layers.2.mlp.down_proj.weight",
             ),
+            (
+                "blk.0.attn_q_norm.weight",
+                "model.layers.0.self_attn.q_norm.weight",
+            ),
+            (
+                "blk.3.attn_k_norm.weight",
+                "model.layers.3.self_attn.k_norm.weight",
+            ),
         ];
         for (gguf, hf) in cases {
             assert_eq!(tensor_name(gguf, false).as_deref(), Some(hf));
@@ -369,6 +383,24 @@ mod tests {
             (c.cfg.head_dim, c.tied, c.cfg.rope_freq_scale),
             (32, true, 0.25)
         );
+    }
+
+    #[test]
+    fn qwen3_configs_keep_their_head_dim() {
+        for name in ["Qwen3ForCausalLM", "Qwen3Model"] {
+            let mut v = base();
+            v["architectures"] = json!([name]);
+            v["head_dim"] = json!(128); // Qwen3-0.6B: 1024 / 16 would be 64
+            v["hidden_size"] = json!(1024);
+            v["num_attention_heads"] = json!(16);
+            v["num_key_value_heads"] = json!(8);
+            let c = config_from_json(&v).unwrap();
+            assert_eq!(c.cfg.arch, "qwen3");
+            assert_eq!(
+                (c.cfg.head_dim, c.cfg.head_dim_v, c.cfg.n_rot),
+                (128, 128, 128)
+            );
+        }
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! - [`hf`]: Hugging Face decoder directories (`config.json`, tensor names,
 //!   `generation_config.json`) resolved into the same config and names.
 //! - [`layers`]: Linear, norms, attention, MLP, embedding, KV cache — the only compute code.
-//! - one file per architecture: [`qwen2`], [`llama`], [`gemma3`].
+//! - one file per architecture: [`qwen2`], [`qwen3`], [`llama`], [`gemma3`].
 //! - [`registry`]: architecture name → constructor; [`load_model`] (GGUF) and
 //!   [`load_model_dir`] (Hugging Face directory).
 //! - embeddings: [`bert`] (encoder), [`pooling`] (mean/CLS/last, L2), [`sentence`] (a
-//!   sentence-transformers directory as one [`sentence::SentenceEncoder`]).
+//!   sentence-transformers directory or GGUF embedder, BERT or decoder, as one
+//!   [`sentence::SentenceEncoder`]).
 
 pub mod bert;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod layers;
 pub mod llama;
 pub mod pooling;
 pub mod qwen2;
+pub mod qwen3;
 pub mod registry;
 pub mod sentence;
 
@@ -36,7 +38,7 @@ pub enum ModelError {
     Config { path: String, reason: String },
     #[error(transparent)]
     Kernel(#[from] nao_kernels::KernelError),
-    #[error("unsupported architecture '{0}' (supported: qwen2, llama, gemma3)")]
+    #[error("unsupported architecture '{0}' (supported: qwen2, qwen3, llama, gemma3)")]
     UnsupportedArch(String),
     #[error("missing tensor '{0}'")]
     MissingTensor(String),

@@ -1,7 +1,7 @@
 //! Architecture name → constructor. The one place that knows which architectures exist.
 
 use crate::layers::{Compute, Decoder, KvCache, KvPool, Loader, Naming, SeqBatch};
-use crate::{gemma3, hf, llama, qwen2, ModelConfig, ModelError};
+use crate::{gemma3, hf, llama, qwen2, qwen3, ModelConfig, ModelError};
 use nao_gguf::{GgufFile, Safetensors};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ type Constructor = fn(&Loader, ModelConfig) -> Result<Decoder, ModelError>;
 /// Supported architectures, by `general.architecture`.
 pub const ARCHITECTURES: &[(&str, Constructor)] = &[
     ("qwen2", qwen2::load),
+    ("qwen3", qwen3::load),
     ("llama", llama::load),
     ("gemma3", gemma3::load),
 ];
@@ -92,6 +93,17 @@ impl Model {
         c: &mut Compute,
     ) -> Result<Vec<f32>, ModelError> {
         self.decoder.forward_batch(seqs, kv, c)
+    }
+
+    /// [`Self::forward_batch`] without the LM head: final-norm hidden states
+    /// `[n_out, n_embd]` (decoder embedders); see [`Decoder::hidden_batch`].
+    pub fn hidden_batch(
+        &self,
+        seqs: &[SeqBatch],
+        kv: &mut KvPool,
+        c: &mut Compute,
+    ) -> Result<Vec<f32>, ModelError> {
+        self.decoder.hidden_batch(seqs, kv, c)
     }
 
     /// Runs `tokens` at positions `pos..pos+len`, appending to `cache`; returns logits

@@ -1,6 +1,6 @@
 //! Hugging Face decoder directories run through the same model files as GGUF (issue 7).
 //!
-//! Each test writes a tiny random-weight Qwen2 or Llama twice: as a Hugging Face directory
+//! Each test writes a tiny random-weight Qwen2, Qwen3 or Llama twice: as a Hugging Face directory
 //! (`config.json` + safetensors in F16 or BF16, one file or two shards with an index) and as
 //! the GGUF file llama.cpp's `convert_hf_to_gguf.py` makes from it (same matrices in the
 //! same type, 1-D tensors as F32, Llama q/k rows permuted by `LlamaModel.permute`, Llama 3
@@ -9,7 +9,7 @@
 //! same tokens through `forward` and must give the same logits at every position.
 //! The writer is `support/hf_writer.rs`, shared with the binary's test (`nao/tests/hf_dir.rs`).
 //!
-//! Tolerances. Qwen2: both paths multiply the same bytes with the same kernels in the same
+//! Tolerances. Qwen2 and Qwen3: both paths multiply the same bytes with the same kernels in the same
 //! order, so the logits must be bit-identical (and are). Llama: the directory path rotates
 //! the halves of unpermuted q/k rows, the GGUF path adjacent pairs of permuted rows; each
 //! rotation is the same f32 arithmetic on the same values, so every head's q and k are the
@@ -74,7 +74,7 @@ fn check(name: &str, s: &Spec, dt: Dt, layout: Layout, seed: u64) {
     );
     let diff = max_diff(&hf, &gguf);
     match s.arch {
-        Arch::Qwen2 => assert_eq!(diff, 0.0, "{name}: logits differ by {diff}"),
+        Arch::Qwen2 | Arch::Qwen3 => assert_eq!(diff, 0.0, "{name}: logits differ by {diff}"),
         Arch::Llama => assert!(diff <= LLAMA_TOL, "{name}: logits differ by {diff}"),
     }
     eprintln!("{name}: max |directory - GGUF| = {diff:e} (logits up to {spread:.2})");
@@ -99,6 +99,22 @@ fn qwen2_directory_matches_gguf() {
     );
     let untied = Spec { tied: false, ..s };
     check("qwen2_bf16_sharded", &untied, Dt::BF16, Layout::Sharded, 3);
+}
+
+/// Qwen3's per-head q/k norms and `head_dim` 24 (≠ 64 / 4) load from both formats alike
+/// (`qwen3.rs` checks the model itself against an independent reference).
+#[test]
+fn qwen3_directory_matches_gguf() {
+    let s = Spec::qwen3();
+    check(
+        "qwen3_f16",
+        &s,
+        Dt::F16,
+        Layout::Single { odd_header: false },
+        11,
+    );
+    let untied = Spec { tied: false, ..s };
+    check("qwen3_bf16_sharded", &untied, Dt::BF16, Layout::Sharded, 12);
 }
 
 #[test]

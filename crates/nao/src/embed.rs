@@ -1,6 +1,10 @@
-//! `nao embed`: sentence vectors from an embedding model directory, printed as JSON, and
+//! `nao embed`: sentence vectors from an embedding model, printed as JSON, and
 //! `nao embed --bench`: embeddings per second over short sentences. Also the helpers
 //! `nao serve` uses to serve an embedding model (`--embedding-model DIR`, or `-m DIR`).
+//!
+//! An embedding model is a sentence-transformers / Hugging Face directory (a BERT encoder,
+//! or a decoder embedder such as Qwen3-Embedding: last-token pooling, normalised) or a GGUF
+//! file of a decoder embedder (one with `<arch>.pooling_type`).
 
 use anyhow::{bail, Context, Result};
 use nao_engine::embed::{EmbedInput, EmbedRequest, Embedder};
@@ -12,7 +16,7 @@ use std::time::Instant;
 #[derive(clap::Args)]
 pub struct EmbedArgs {
     /// Model directory (Hugging Face / sentence-transformers layout: config.json,
-    /// model.safetensors, tokenizer.json, modules.json).
+    /// model.safetensors, tokenizer.json, modules.json), or a GGUF embedding model.
     #[arg(short, long)]
     model: PathBuf,
     /// Texts to embed, one vector each.
@@ -56,19 +60,36 @@ pub fn embed(a: EmbedArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether `path` is an embedding model directory: a model directory (rather than a GGUF
-/// file or a store name) that is not a decoder (`*ForCausalLM`, served as a chat model).
+/// Whether `path` is an embedding model: a model directory that is not a chat decoder
+/// (see [`crate::source::is_decoder_dir`]), or a GGUF file whose metadata names a pooling
+/// type (`<arch>.pooling_type`, as llama.cpp's converter writes for embedding models).
 pub(crate) fn is_embedding_dir(path: &Path) -> bool {
+    if path.is_file() {
+        return is_embedding_gguf(path);
+    }
     path.is_dir() && path.join("config.json").is_file() && !crate::source::is_decoder_dir(path)
 }
 
-/// The id clients use: the directory's name.
+fn is_embedding_gguf(path: &Path) -> bool {
+    let Ok(f) = nao_gguf::GgufFile::open(path) else {
+        return false;
+    };
+    let Ok(arch) = f.architecture() else {
+        return false;
+    };
+    matches!(f.get_u32(&format!("{arch}.pooling_type")), Ok(Some(_)))
+}
+
+/// The id clients use: the directory's name (a file's without `.gguf`).
 pub(crate) fn model_id(dir: &Path) -> String {
-    dir.canonicalize()
-        .ok()
-        .as_deref()
-        .and_then(Path::file_name)
-        .map(|s| s.to_string_lossy().into_owned())
+    let canonical = dir.canonicalize().ok();
+    let path = canonical.as_deref().unwrap_or(dir);
+    let name = if path.is_file() {
+        path.file_stem()
+    } else {
+        path.file_name()
+    };
+    name.map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "embedding-model".into())
 }
 

@@ -5,9 +5,10 @@
 //! `tokenize`, `serve`) one way to get the model, its tokenizer, its chat template, the
 //! memory check and the facts model listings show, whatever the format.
 //!
-//! A directory whose `config.json` is not a causal LM (a sentence-transformers model) is
-//! an embedding model: [`is_decoder_dir`] tells them apart, and such a directory is served
-//! by `nao embed` / `nao serve` as before.
+//! A directory whose `config.json` is not a causal LM, or that is a sentence-transformers
+//! model (`modules.json`, as decoder embedders like Qwen3-Embedding have), is an embedding
+//! model: [`is_decoder_dir`] tells them apart, and such a directory is served by
+//! `nao embed` / `nao serve` as before.
 
 use anyhow::{bail, Context, Result};
 use nao_gguf::{GgufFile, Safetensors};
@@ -46,17 +47,18 @@ pub struct Facts {
 }
 
 /// Whether `path` is a Hugging Face decoder directory: its `config.json` names a
-/// `*ForCausalLM` architecture (supported or not: [`Source::open`] says which are).
+/// `*ForCausalLM` architecture (supported or not: [`Source::open`] says which are), and it
+/// is not a sentence-transformers model (`modules.json`: a decoder embedder such as
+/// Qwen3-Embedding, whose config still names `Qwen3ForCausalLM`).
 pub fn is_decoder_dir(path: &Path) -> bool {
     let config = path.join("config.json");
-    if !path.is_dir() || !config.is_file() {
+    if !path.is_dir() || !config.is_file() || path.join("modules.json").is_file() {
         return false;
     }
     let Ok(v) = read_json(&config) else {
         return false;
     };
-    nao_models::hf::causal_lm_arch(&v).is_some()
-        || first_architecture(&v).is_some_and(|a| a.ends_with("ForCausalLM"))
+    first_architecture(&v).is_some_and(|a| a.ends_with("ForCausalLM"))
 }
 
 fn first_architecture(v: &Value) -> Option<&str> {
@@ -107,8 +109,9 @@ impl Source {
         }
         if !is_decoder_dir(dir) {
             bail!(
-                "{} is not a chat model (its config.json names no *ForCausalLM architecture); \
-                 embedding models run with `nao embed` or `nao serve --embedding-model`",
+                "{} is not a chat model (its config.json names no *ForCausalLM architecture, \
+                 or it is a sentence-transformers model); embedding models run with \
+                 `nao embed` or `nao serve --embedding-model`",
                 dir.display()
             );
         }

@@ -7,78 +7,16 @@
 //! logits of both paths are bit-identical (`nao-models/tests/hf_dir.rs`), the same greedy
 //! tokens.
 
+#[path = "support/bpe_vocab.rs"]
+mod bpe_vocab;
 #[path = "../../nao-models/tests/support/hf_writer.rs"]
 mod hf_writer;
 
+use bpe_vocab::*;
 use hf_writer::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// Merges in rank order; with the 256 byte tokens first, merge `i` makes token `256 + i`.
-const MERGES: [&str; 10] = [
-    "h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d", "Ġ hello",
-];
-const SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
-const ENDOFTEXT: u32 = 266;
-const IM_END: u32 = 268;
-/// Model rows: the tokenizer's 269 tokens plus three padding rows (as Qwen pads its head).
-const N_VOCAB: usize = 272;
-/// Qwen2's pre-tokenizer regex (`tokenizer.json` of Qwen2.5; llama.cpp's `qwen2` pre-type).
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-
-/// GPT-2's `bytes_to_unicode`: printable Latin-1 bytes stand for themselves, the others
-/// for 256 + n in byte order.
-fn gpt2_char(b: u8) -> char {
-    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    if printable(b) {
-        return char::from(b);
-    }
-    let n = (0..b).filter(|&x| !printable(x)).count() as u32;
-    char::from_u32(256 + n).unwrap()
-}
-
-/// The vocabulary by id: byte characters, merge results, special tokens.
-fn tokens() -> Vec<String> {
-    let mut t: Vec<String> = (0..=255u8).map(|b| gpt2_char(b).to_string()).collect();
-    t.extend(MERGES.iter().map(|m| m.replace(' ', "")));
-    t.extend(SPECIALS.iter().map(|s| s.to_string()));
-    t
-}
-
-fn tokenizer_json() -> Value {
-    let vocab: serde_json::Map<String, Value> = tokens()[..256 + MERGES.len()]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), json!(i)))
-        .collect();
-    let added: Vec<Value> = SPECIALS
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            json!({"id": 256 + MERGES.len() + i, "content": s, "single_word": false,
-                   "lstrip": false, "rstrip": false, "normalized": false, "special": true})
-        })
-        .collect();
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false,
-                            "trim_offsets": false, "use_regex": false});
-    json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": added,
-        "normalizer": {"type": "NFC"},
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": false},
-            byte_level,
-        ]},
-        "post_processor": byte_level,
-        "decoder": byte_level,
-        "model": {"type": "BPE", "dropout": null, "unk_token": null,
-                  "continuing_subword_prefix": "", "end_of_word_suffix": "",
-                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                  "vocab": vocab, "merges": MERGES},
-    })
-}
 
 /// Writes the directory and the GGUF of the same model; returns their paths.
 fn write_model(name: &str) -> (PathBuf, PathBuf) {

@@ -48,6 +48,22 @@ impl Decoder {
         kv: &mut KvPool,
         c: &mut Compute,
     ) -> Result<Vec<f32>, ModelError> {
+        let h = self.hidden_batch(seqs, kv, c)?; // [n_out, n_embd]
+        if h.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.output.apply(&h, h.len() / self.cfg.n_embd, c)
+    }
+
+    /// [`Self::forward_batch`] without the vocabulary projection: the final-norm hidden
+    /// states `[n_out, n_embd]` of the rows each sequence's [`Logits`] asks for (what
+    /// decoder-based embedders pool, and what the head would multiply).
+    pub fn hidden_batch(
+        &self,
+        seqs: &[SeqBatch],
+        kv: &mut KvPool,
+        c: &mut Compute,
+    ) -> Result<Vec<f32>, ModelError> {
         let (kd, vd) = self.cfg.kv_dims();
         kv.check_shape(self.blocks.len(), kd, vd)?;
         let rows = Rows::new(seqs, kv)?;
@@ -87,11 +103,7 @@ impl Decoder {
             out_rows.extend_from_slice(&x[(row + keep.start) * d..(row + keep.end) * d]);
             row += len;
         }
-        if out_rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let h = norm_rows(&out_rows, &self.output_norm, eps);
-        self.output.apply(&h, out_rows.len() / d, c)
+        Ok(norm_rows(&out_rows, &self.output_norm, eps))
     }
 
     /// Runs `tokens` of one sequence at positions `pos..` through a single-sequence cache;

@@ -94,9 +94,17 @@ impl Loader {
     /// The tensor model code calls `name`, and its name in the source (for errors).
     fn find(&self, name: &str) -> Result<(String, Found<'_>), ModelError> {
         let src_name = self.source_name(name);
-        let found = src_name.as_deref().and_then(|n| match &self.src {
+        let lookup = |n: &str| match &self.src {
             TensorSource::Gguf(f) => f.tensor(n).map(Found::Gguf),
             TensorSource::Safetensors(st) => st.locate(n).map(|(shard, t)| Found::St { shard, t }),
+        };
+        let found = src_name.as_deref().and_then(|n| {
+            lookup(n).or_else(|| match self.naming {
+                // Checkpoints saved from the bare transformer (`Qwen3Model`, as
+                // Qwen3-Embedding's are) name its tensors without the `model.` prefix.
+                Naming::HfDecoder { .. } => n.strip_prefix("model.").and_then(lookup),
+                Naming::AsStored => None,
+            })
         });
         let src_name = src_name.map_or_else(|| name.to_string(), Cow::into_owned);
         match found {

@@ -82,6 +82,8 @@ impl Dt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     Qwen2,
+    /// Qwen2 without q/k/v biases, with per-head q/k RMS norms and its own `head_dim`.
+    Qwen3,
     Llama,
 }
 
@@ -100,6 +102,8 @@ pub struct Spec {
     /// Llama 3 `rope_scaling` (factor 8, low 1, high 4, original context 256): with
     /// head_dim 16 and base 10000 the 8 frequencies fall in all three regimes.
     pub llama3: bool,
+    /// `head_dim` of `config.json` when it is not n_embd / n_head (Qwen3).
+    pub head_dim_cfg: Option<usize>,
 }
 
 impl Spec {
@@ -116,6 +120,15 @@ impl Spec {
             eps: 1e-6,
             tied: true,
             llama3: false,
+            head_dim_cfg: None,
+        }
+    }
+    /// Head size 24 with n_embd 64 and 4 heads: q has 96 rows, not 64.
+    pub fn qwen3() -> Spec {
+        Spec {
+            arch: Arch::Qwen3,
+            head_dim_cfg: Some(24),
+            ..Spec::qwen2()
         }
     }
     pub fn llama() -> Spec {
@@ -129,7 +142,7 @@ impl Spec {
         }
     }
     pub fn head_dim(&self) -> usize {
-        self.n_embd / self.n_head
+        self.head_dim_cfg.unwrap_or(self.n_embd / self.n_head)
     }
 }
 
@@ -175,6 +188,12 @@ pub fn weights(s: &Spec, dt: Dt, seed: u64) -> Vec<Tensor> {
                 add(format!("{p}.self_attn.{m}_proj.bias"), vec![rows], 0.0, 0.3);
             }
         }
+        if s.arch == Arch::Qwen3 {
+            // Far from 1, so that a misplaced or missing norm changes the result.
+            let hd = s.head_dim();
+            add(format!("{p}.self_attn.q_norm.weight"), vec![hd], 1.0, 0.5);
+            add(format!("{p}.self_attn.k_norm.weight"), vec![hd], 1.0, 0.5);
+        }
         add(
             format!("{p}.self_attn.o_proj.weight"),
             vec![d, qd],
@@ -198,13 +217,23 @@ pub fn weights(s: &Spec, dt: Dt, seed: u64) -> Vec<Tensor> {
     out
 }
 
+/// nao's (and llama.cpp's) architecture name, also transformers' `model_type`.
+pub fn arch_name(a: Arch) -> &'static str {
+    match a {
+        Arch::Qwen2 => "qwen2",
+        Arch::Qwen3 => "qwen3",
+        Arch::Llama => "llama",
+    }
+}
+
 pub fn config_json(s: &Spec) -> Value {
     let mut c = json!({
         "architectures": [match s.arch {
             Arch::Qwen2 => "Qwen2ForCausalLM",
+            Arch::Qwen3 => "Qwen3ForCausalLM",
             Arch::Llama => "LlamaForCausalLM",
         }],
-        "model_type": match s.arch { Arch::Qwen2 => "qwen2", Arch::Llama => "llama" },
+        "model_type": arch_name(s.arch),
         "hidden_act": "silu",
         "hidden_size": s.n_embd,
         "intermediate_size": s.n_ff,
@@ -220,9 +249,15 @@ pub fn config_json(s: &Spec) -> Value {
         "bos_token_id": 1,
         "eos_token_id": 2,
     });
-    if s.arch == Arch::Qwen2 {
+    if s.arch != Arch::Llama {
         c["use_sliding_window"] = json!(false);
         c["sliding_window"] = json!(128);
+    }
+    if s.arch == Arch::Qwen3 {
+        c["attention_bias"] = json!(false);
+    }
+    if let Some(hd) = s.head_dim_cfg {
+        c["head_dim"] = json!(hd);
     }
     if s.llama3 {
         c["rope_scaling"] = json!({
@@ -371,6 +406,8 @@ pub fn gguf_name(hf: &str) -> String {
         ("self_attn.k_proj", "attn_k"),
         ("self_attn.v_proj", "attn_v"),
         ("self_attn.o_proj", "attn_output"),
+        ("self_attn.q_norm", "attn_q_norm"),
+        ("self_attn.k_norm", "attn_k_norm"),
         ("mlp.gate_proj", "ffn_gate"),
         ("mlp.up_proj", "ffn_up"),
         ("mlp.down_proj", "ffn_down"),
@@ -388,10 +425,7 @@ pub fn gguf_bytes(s: &Spec, w: &[Tensor], dt: Dt, permute_qk: bool) -> Vec<u8> {
 
 /// [`gguf_bytes`] before it is written, for tests that add metadata (a tokenizer).
 pub fn gguf_writer(s: &Spec, w: &[Tensor], dt: Dt, permute_qk: bool) -> GgufWriter {
-    let arch = match s.arch {
-        Arch::Qwen2 => "qwen2",
-        Arch::Llama => "llama",
-    };
+    let arch = arch_name(s.arch);
     let k = |key: &str| format!("{arch}.{key}");
     let mut g = GgufWriter::new(3)
         .kv("general.architecture", arch)
@@ -405,6 +439,11 @@ pub fn gguf_writer(s: &Spec, w: &[Tensor], dt: Dt, permute_qk: bool) -> GgufWrit
         .kv(&k("rope.freq_base"), s.rope_theta as f32)
         .kv(&k("rope.dimension_count"), s.head_dim() as u32)
         .kv(&k("vocab_size"), s.n_vocab as u32);
+    if s.head_dim_cfg.is_some() {
+        g = g
+            .kv(&k("attention.key_length"), s.head_dim() as u32)
+            .kv(&k("attention.value_length"), s.head_dim() as u32);
+    }
     for t in w {
         let name = gguf_name(&t.name);
         let mut data = t.data.clone();
