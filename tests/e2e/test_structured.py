@@ -1,13 +1,15 @@
 """End-to-end structured output: `response_format` (json_object, json_schema) and
 llama.cpp's `json_schema` / `grammar` extensions through the official `openai` client on the
 real `nao serve` with Gemma-3-270M. Outputs must end by themselves (`finish_reason: stop`),
-parse, and validate with the `jsonschema` package; unsupported schemas and GBNF are 400s.
+parse, and validate with the `jsonschema` package; GBNF grammars (translated to Lark) are
+enforced, and unsupported schemas and unreadable GBNF are 400s naming the problem.
 The server helper is in conftest.py.
 
 Environment: NAO_BIN (the nao binary), NAO_MODEL (the GGUF file).
 """
 
 import json
+import re
 
 import jsonschema
 import openai
@@ -120,5 +122,46 @@ def test_unsupported_constraints_are_400(client, model_id):
     assert e.value.body["param"] == "response_format.type"
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model=model_id, prompt="x", max_tokens=4,
-                                  extra_body={"grammar": 'root ::= "a"'})
-    assert "GBNF" in e.value.body["message"]
+                                  extra_body={"grammar": 'root ::= "a" item\n'})
+    assert e.value.body["param"] == "grammar"
+    assert "line 1, column 14" in e.value.body["message"], e.value.body
+    assert "item" in e.value.body["message"]
+
+
+# llama.cpp's grammars/list.gbnf, and a date grammar in the same style.
+LIST_GBNF = r"""
+root ::= item+
+
+# Excludes various line break characters
+item ::= "- " [^\r\n\x0b\x0c\x85\u2028\u2029]+ "\n"
+"""
+DATE_GBNF = r"""
+root  ::= date " " time
+date  ::= year "-" month "-" day
+year  ::= [12] [0-9]{3}
+month ::= "0" [1-9] | "1" [0-2]
+day   ::= "0" [1-9] | [12] [0-9] | "3" [01]
+time  ::= ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9]
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_gbnf_grammars_constrain_completions(client, model_id, seed):
+    r = client.completions.create(
+        model=model_id, prompt="A date and time:", max_tokens=20, temperature=1.0, seed=seed,
+        extra_body={"grammar": DATE_GBNF})
+    text = r.choices[0].text
+    assert r.choices[0].finish_reason == "stop", text
+    assert re.fullmatch(r"[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) "
+                        r"([01][0-9]|2[0-3]):[0-5][0-9]", text), text
+    r = client.chat.completions.create(
+        model=model_id, messages=[{"role": "user", "content": "List three fruits."}],
+        max_tokens=40, temperature=1.0, seed=seed, extra_body={"grammar": LIST_GBNF})
+    text = r.choices[0].message.content
+    lines = text.split("\n")
+    # Every complete line is an item; a cut-off last line is allowed only at max_tokens.
+    assert text.startswith("- "), text
+    for line in lines[:-1]:
+        assert line.startswith("- ") and len(line) > 2, text
+    if r.choices[0].finish_reason == "stop":
+        assert lines[-1] == "", text

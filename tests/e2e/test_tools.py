@@ -3,7 +3,8 @@ with Qwen2.5-Coder-1.5B-Instruct (its chat template renders `tools`, `tool_calls
 `role: "tool"` messages; its calls come back as `<tool_call>` blocks that the server
 parses into `message.tool_calls`). Covers a weather round trip (call, tool result, final
 answer) streamed and not, `tool_choice: "required"` and a named function (both enforced
-by a grammar, so every sample must be a valid call), and a 400 for a bad `tool_choice`.
+by a grammar, so every sample must be a valid call), streamed arguments (several pieces
+that join to exactly the non-streamed `arguments`), and a 400 for a bad `tool_choice`.
 
 Environment: NAO_BIN (the nao binary), NAO_TOOLS_MODEL (default: the Qwen file in models/).
 The server helper is in conftest.py.
@@ -91,7 +92,8 @@ def check_call(call, names=SCHEMAS):
 
 def streamed(client, **kw):
     """Runs a streamed request and rebuilds (content, tool_calls, finish_reason) from the
-    deltas, checking the delta shape on the way."""
+    deltas, checking the delta shape on the way. Each call also keeps the list of its
+    argument `pieces` as they came."""
     content, calls, finish = "", [], None
     for chunk in client.chat.completions.create(stream=True, **kw):
         if not chunk.choices:
@@ -104,11 +106,14 @@ def streamed(client, **kw):
         for tc in d.tool_calls or []:
             if tc.index == len(calls):
                 assert tc.id and tc.type == "function" and tc.function.name
-                calls.append({"id": tc.id, "name": tc.function.name,
-                              "arguments": tc.function.arguments or ""})
+                first = tc.function.arguments or ""
+                calls.append({"id": tc.id, "name": tc.function.name, "arguments": first,
+                              "pieces": [first] if first else []})
             else:
                 assert tc.index == len(calls) - 1 and tc.id is None
+                assert tc.function.name is None
                 calls[tc.index]["arguments"] += tc.function.arguments
+                calls[tc.index]["pieces"].append(tc.function.arguments)
         if ch.finish_reason:
             finish = ch.finish_reason
     return content, calls, finish
@@ -155,6 +160,32 @@ def test_weather_round_trip(client, model_id, stream):
             r.choices[0].finish_reason
     assert not calls and finish in ("stop", "length")
     assert "18" in content or "sunny" in content.lower(), content
+
+
+# Like WEATHER, but both fields required: every call has a multi-field object.
+WEATHER_BOTH = {"type": "function", "function": {
+    **WEATHER["function"],
+    "parameters": {**WEATHER["function"]["parameters"], "required": ["location", "unit"]}}}
+
+
+@pytest.mark.parametrize("temperature,seed", [(0, 1), (1.0, 5)])
+def test_streamed_arguments_come_in_pieces(client, model_id, temperature, seed):
+    """The name comes once, the arguments in several pieces as tokens arrive, and the
+    pieces join to exactly the non-streamed `arguments` string (same seed, same sample)."""
+    kw = dict(model=model_id, messages=QUESTION, tools=[WEATHER_BOTH, TIME],
+              tool_choice={"type": "function", "function": {"name": "get_weather"}},
+              parallel_tool_calls=False, temperature=temperature, seed=seed, max_tokens=60)
+    r = client.chat.completions.create(**kw)
+    assert r.choices[0].finish_reason == "tool_calls"
+    whole = r.choices[0].message.tool_calls[0].function.arguments
+    content, calls, finish = streamed(client, **kw)
+    assert finish == "tool_calls"
+    assert len(calls) == 1 and calls[0]["name"] == "get_weather"
+    pieces = [p for p in calls[0]["pieces"] if p]
+    assert len(pieces) > 1, pieces
+    assert "".join(pieces) == whole
+    args = json.loads(whole)
+    jsonschema.validate(args, WEATHER_BOTH["function"]["parameters"])
 
 
 def test_required_always_yields_a_valid_call(client, model_id):

@@ -2,7 +2,8 @@
 //!
 //! - [`api`]: the server/engine boundary ([`api::EngineHandle`], requests, events).
 //! - [`sample`]: the sampler chain (penalties, top-k, top-p, min-p, temperature, draw).
-//! - [`constraint`]: grammar masks for structured output (JSON schema, regex, Lark).
+//! - [`constraint`]: grammar masks for structured output (JSON schema, regex, Lark);
+//!   [`gbnf`]: llama.cpp's GBNF grammars translated to Lark.
 //! - [`engine`]: the serving engine thread (continuous batching over a paged KV pool) and
 //!   [`engine::EngineClient`].
 //! - [`scheduler`]: the pure scheduling state machine; [`blocks`]: KV blocks and the prefix
@@ -20,6 +21,7 @@ pub mod constraint;
 pub mod embed;
 pub mod embed_worker;
 pub mod engine;
+pub mod gbnf;
 pub mod generate;
 pub mod manager;
 pub mod sample;

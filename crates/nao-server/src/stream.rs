@@ -38,8 +38,11 @@ pub struct SseStream {
     offsets: Vec<usize>,
     /// Per chat choice: the reasoning / tool-call parser (`None`: text passes through).
     parsers: Vec<Option<OutputParser>>,
-    /// Per choice: tool calls sent so far (the next call's `index`).
+    /// Per choice: tool calls announced so far (the next call's `index`).
     n_calls: Vec<usize>,
+    /// Per choice: calls complete, and whether an announced call was aborted.
+    done_calls: Vec<usize>,
+    aborted: Vec<bool>,
     usage: UsageSum,
     /// The last frame is queued; nothing more will be produced.
     ended: bool,
@@ -67,6 +70,8 @@ impl SseStream {
             offsets: vec![0; n],
             parsers: (0..n).map(|_| output.parser()).collect(),
             n_calls: vec![0; n],
+            done_calls: vec![0; n],
+            aborted: vec![false; n],
             usage: UsageSum::default(),
             ended: false,
             path,
@@ -102,24 +107,31 @@ impl SseStream {
 
     /// Chunks for parsed output of choice `i`; `lps` go with the first one (or alone
     /// with empty content when the parser held everything back).
+    ///
+    /// A call goes out as API.md says: `id`, `type` and `name` once, then `arguments` in
+    /// pieces. An announced call that turns out malformed cannot be taken back: its entry
+    /// stays with the arguments sent so far (a valid JSON prefix), its text follows as
+    /// `content` (the same content the non-streamed response has), and the choice's
+    /// `finish_reason` is the engine's own (`stop`/`length`), never `tool_calls`.
     fn emit(&mut self, i: usize, outs: Vec<Out>, lps: &[TokenLogprob]) {
         let mut lps = Some(lps);
         for o in outs {
             let delta = match o {
                 Out::Reasoning(r) => json!({"reasoning_content": r}),
                 Out::Content(c) => json!({"content": c}),
-                Out::Call(id, call) => {
+                Out::CallStart(id, name) => {
                     let k = self.n_calls[i];
                     self.n_calls[i] += 1;
-                    let head = call_head_delta(k, &id, &call);
-                    let c = response::chat_delta_chunk(
-                        &self.meta,
-                        i,
-                        head,
-                        lps.take().unwrap_or_default(),
-                    );
-                    self.push(&c);
-                    call_args_delta(k, &call.arguments)
+                    call_head_delta(k, &id, &name)
+                }
+                Out::CallArgs(a) => call_args_delta(self.n_calls[i].saturating_sub(1), &a),
+                Out::CallEnd => {
+                    self.done_calls[i] += 1;
+                    continue;
+                }
+                Out::CallAbort => {
+                    self.aborted[i] = true;
+                    continue;
                 }
             };
             let c =
@@ -153,7 +165,7 @@ impl SseStream {
                     let outs = p.finish();
                     self.emit(i, outs, &[]);
                 }
-                let called = self.n_calls[i] > 0;
+                let called = self.done_calls[i] > 0 && !self.aborted[i];
                 let c = response::finish_chunk(&self.meta, i, finish, called);
                 self.push(&c);
             }

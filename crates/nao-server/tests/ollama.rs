@@ -11,6 +11,7 @@ use axum::http::{header, Method, Request};
 use axum::Router;
 use fake::http::{app, send, Resp};
 use fake::{Fake, BOS, N_CTX};
+use nao_engine::api::Grammar;
 use nao_server::{router, serve, ServerConfig};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -454,23 +455,50 @@ async fn model_names() {
 }
 
 #[tokio::test]
+async fn format_reaches_the_engine_as_a_grammar() {
+    let user = json!([{"role": "user", "content": "x"}]);
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}},
+        "required": ["a"]});
+    let cases = [
+        (
+            GEN,
+            json!({"prompt": "x", "format": "json"}),
+            Grammar::JsonObject,
+        ),
+        (
+            CHAT,
+            json!({"messages": user, "format": schema}),
+            Grammar::JsonSchema(schema.clone()),
+        ),
+    ];
+    for (path, body, want) in cases {
+        let fake = Fake::new();
+        let app = app(&fake);
+        let mut body = body;
+        body["stream"] = json!(false);
+        let r = post(&app, path, body.clone()).await;
+        assert_eq!(r.status.as_u16(), 200, "{body}: {}", r.text());
+        let reqs = fake.requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].constraint, Some(want), "{body}");
+    }
+    // A format that is neither "json" nor a schema is a 400 naming the field.
+    let fake = Fake::new();
+    let app = app(&fake);
+    let msg = check_error(
+        &post(&app, GEN, json!({"prompt": "x", "format": "yaml"})).await,
+        400,
+    );
+    assert!(msg.contains("format"), "{msg}");
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
 async fn unsupported_features_are_refused() {
     let fake = Fake::new();
     let app = app(&fake);
     let user = json!([{"role": "user", "content": "x"}]);
     let cases = [
-        (GEN, json!({"prompt": "x", "format": "json"}), "json"),
-        (
-            GEN,
-            json!({"prompt": "x", "format": {"type": "object"}}),
-            "schema",
-        ),
-        (CHAT, json!({"messages": user, "format": "json"}), "json"),
-        (
-            CHAT,
-            json!({"messages": user, "format": {"type": "object"}}),
-            "schema",
-        ),
         (GEN, json!({"prompt": "x", "images": ["aGk="]}), "images"),
         (
             CHAT,

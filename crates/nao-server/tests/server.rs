@@ -400,7 +400,7 @@ async fn limits_are_enforced() {
             json!({"response_format": {"type": "xml"}}),
             "response_format.type",
         ),
-        (json!({"grammar": "root ::= \"a\""}), "grammar"),
+        (json!({"grammar": "root ::= \"a"}), "grammar"),
         (json!({"tool_choice": "required"}), "tool_choice"),
     ];
     for (extra, param) in cases {

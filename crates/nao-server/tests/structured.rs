@@ -71,6 +71,13 @@ async fn response_formats_reach_the_engine_as_grammars() {
                 "%llguidance {}\nstart: \"yes\" | \"no\"".into(),
             )),
         ),
+        // llama.cpp's GBNF, translated to the same Lark.
+        (
+            json!({"grammar": "root ::= answer\nanswer ::= \"yes\" | \"no\""}),
+            Some(Grammar::Lark(
+                "%llguidance {}\n\nstart: r1_answer\nr1_answer: \"yes\" | \"no\"\n".into(),
+            )),
+        ),
     ];
     for path in [CHAT, COMPL] {
         for (extra, want) in &cases {
@@ -113,7 +120,10 @@ async fn bad_response_formats_are_400() {
                 "json_schema": {"name": "x", "schema": 5}}}),
             "response_format.json_schema.schema",
         ),
-        (json!({"grammar": "root ::= [a-z]+"}), "grammar"),
+        (
+            json!({"grammar": "root ::= [a-z]+ undefined-rule"}),
+            "grammar",
+        ),
         (
             json!({"json_schema": {}, "grammar": "%llguidance {}\nstart: \"a\""}),
             "grammar",

@@ -341,6 +341,41 @@ async fn streamed_calls_follow_the_openai_delta_shape() {
 }
 
 #[tokio::test]
+async fn streamed_arguments_come_in_pieces_that_join_to_the_non_streamed_string() {
+    let fake = Fake::new();
+    let app = app_with(&fake, ReasoningFormat::DeepSeek);
+    let (_, v, _) = post(&app, ask("pieces_call", json!({"tools": weather_tools()}))).await;
+    let whole = v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(whole, r#"{"location":"Paris","unit":"celsius"}"#);
+    let body = ask(
+        "pieces_call",
+        json!({"tools": weather_tools(), "stream": true}),
+    );
+    let (_, _, text) = post(&app, body).await;
+    let chunks = sse(&text);
+    let pieces: Vec<String> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .map(|e| e["function"]["arguments"].as_str().unwrap().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    // One piece per engine event that carried argument text.
+    assert_eq!(
+        pieces,
+        [r#"{"location":"Pa"#, r#"ris","unit":"#, r#""celsius"}"#]
+    );
+    assert_eq!(pieces.concat(), whole);
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+}
+
+#[tokio::test]
 async fn malformed_calls_are_content_with_stop() {
     let fake = Fake::new();
     let app = app_with(&fake, ReasoningFormat::DeepSeek);
@@ -361,8 +396,21 @@ async fn malformed_calls_are_content_with_stop() {
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
+    // The same content as the non-streamed response. The call had been announced (its
+    // name was complete and declared) before its arguments broke: that entry stays with
+    // the valid JSON prefix sent so far, and the finish reason says no call was made.
     assert_eq!(content, raw);
-    assert!(!text.contains("tool_calls\":["));
+    let entries: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(entries[0]["function"]["name"], "get_weather");
+    let sent: String = entries
+        .iter()
+        .map(|e| e["function"]["arguments"].as_str().unwrap())
+        .collect();
+    assert_eq!(sent, "{\"location\":");
     assert_eq!(
         chunks.last().unwrap()["choices"][0]["finish_reason"],
         "stop"
@@ -412,6 +460,62 @@ async fn think_blocks_become_reasoning_content() {
         "<think>\nThe user wants a greeting.\n</think>\n\nHello!"
     );
     assert!(msg.get("reasoning_content").is_none());
+}
+
+#[tokio::test]
+async fn ollama_think_returns_thinking() {
+    let fake = Fake::new();
+    fake.thinking_template
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let app = app_with(&fake, ReasoningFormat::DeepSeek);
+    let req = |path: &str, b: Value| {
+        Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string()))
+            .unwrap()
+    };
+    let chat = |stream: bool, think: Value| {
+        json!({"model": "tiny-model", "stream": stream, "think": think,
+               "messages": [{"role": "user", "content": "REPLY:think"}]})
+    };
+    let r = send(&app, req("/api/chat", chat(false, json!(true)))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["message"]["thinking"], "The user wants a greeting.");
+    assert_eq!(v["message"]["content"], "Hello!");
+
+    let r = send(&app, req("/api/chat", chat(true, json!("high")))).await;
+    let lines: Vec<Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let field = |k: &str| -> String {
+        lines
+            .iter()
+            .map(|l| l["message"][k].as_str().unwrap_or(""))
+            .collect()
+    };
+    assert_eq!(field("thinking"), "The user wants a greeting.");
+    assert_eq!(field("content"), "Hello!");
+    assert_eq!(lines.last().unwrap()["done"], true);
+
+    // /api/generate puts it at the top level.
+    let gen = json!({"model": "tiny-model", "stream": false, "think": true,
+                     "prompt": "REPLY:think"});
+    let v = send(&app, req("/api/generate", gen)).await.json();
+    assert_eq!(v["thinking"], "The user wants a greeting.");
+    assert_eq!(v["response"], "Hello!");
+
+    // Without `think` the text stays as generated.
+    let v = send(&app, req("/api/chat", chat(false, json!(false))))
+        .await
+        .json();
+    assert!(v["message"].get("thinking").is_none());
+    assert_eq!(
+        v["message"]["content"],
+        "<think>\nThe user wants a greeting.\n</think>\n\nHello!"
+    );
 }
 
 #[tokio::test]

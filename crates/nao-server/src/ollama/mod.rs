@@ -45,6 +45,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nao_engine::api::{EngineHandle, Event, PromptError, Request};
+use nao_tokenizer::tools::reasoning::{Part, ReasoningSplitter};
 use nao_tokenizer::tools::ToolFormat;
 use request::Params;
 use response::Kind;
@@ -98,7 +99,7 @@ async fn handle_generate(
     }
     let for_prompt = engine.clone();
     let (prompt, system, raw, context) = (req.prompt, req.system, req.raw, req.context);
-    let (ids, templated) = blocking(move || {
+    let (ids, templated, opens) = blocking(move || {
         let has_context = !context.is_empty();
         let mut ids = context;
         let rendered = if raw {
@@ -116,6 +117,9 @@ async fn handle_generate(
             }
         };
         let templated = rendered.is_some();
+        let opens = rendered
+            .as_deref()
+            .is_some_and(ReasoningSplitter::prompt_opens_thinking);
         match rendered {
             Some(text) => {
                 let mut new = for_prompt.tokenize(&text, false);
@@ -132,9 +136,13 @@ async fn handle_generate(
             // sequence.
             None => ids.extend(for_prompt.tokenize(&prompt, !has_context)),
         }
-        Ok((ids, templated))
+        Ok((ids, templated, opens))
     })
     .await?;
+    let mut params = req.params;
+    if params.think {
+        params.reasoning = Some(opens);
+    }
     // Ollama returns no context for raw prompts.
     let context = templated.then(|| ContextOut {
         engine: engine.clone(),
@@ -146,7 +154,7 @@ async fn handle_generate(
         Kind::Generate,
         req.model,
         ids,
-        req.params,
+        params,
         start,
         context,
     )
@@ -187,11 +195,15 @@ async fn handle_chat(
     }
     let for_prompt = engine.clone();
     let (messages, tools) = (req.messages, req.tools);
-    let ids = blocking(move || {
+    let (ids, opens) = blocking(move || {
         let text = for_prompt.render_chat(&Value::Array(messages), tools.as_ref())?;
-        Ok(for_prompt.tokenize(&text, false))
+        let opens = ReasoningSplitter::prompt_opens_thinking(&text);
+        Ok((for_prompt.tokenize(&text, false), opens))
     })
     .await?;
+    if params.think {
+        params.reasoning = Some(opens);
+    }
     run(
         state,
         engine,
@@ -272,8 +284,8 @@ async fn run(
         logprobs: params.logprobs,
         stop: params.stop,
         stop_at_eog: true,
-        // `format` is refused while parsing (see `request.rs`).
-        constraint: None,
+        // `format`, compiled at submit (a schema it cannot enforce is a 400).
+        constraint: params.constraint.clone(),
     };
     let submitted = Instant::now();
     let mut events = Events::submit(&state, &engine, vec![(0, req)], prompt_param)?;
@@ -296,7 +308,8 @@ async fn run(
             clock,
             path,
         )
-        .with_tool_parser(tool_calls.map(|(f, names)| f.parser(&names)));
+        .with_tool_parser(tool_calls.map(|(f, names)| f.parser(&names)))
+        .with_reasoning(params.reasoning);
         let mut resp = Response::new(Body::from_stream(stream));
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
@@ -347,11 +360,18 @@ async fn run(
     })?;
     let context = context.map(|c| c.ids(&text));
     let lps = want_logprobs.then_some(logprobs.as_slice());
+    let (thinking, text) = match params.reasoning {
+        Some(opens) => split_reasoning(opens, &text),
+        None => (String::new(), text),
+    };
     let (content, calls) = match &tool_calls {
         Some((format, names)) => nao_tokenizer::tools::parse(*format, names, &text),
         None => (text, Vec::new()),
     };
     let mut body = response::final_line(kind, &model, &content, lps, &summary, context);
+    if !thinking.is_empty() {
+        response::put_thinking(&mut body, kind, &thinking);
+    }
     if !calls.is_empty() {
         body["message"]["tool_calls"] = response::tool_calls_json(&calls);
     }
@@ -361,6 +381,22 @@ async fn run(
         completion: summary.usage.completion_tokens,
     });
     Ok(resp)
+}
+
+/// `(thinking, content)` of a whole answer.
+fn split_reasoning(opens: bool, text: &str) -> (String, String) {
+    let mut r = ReasoningSplitter::new(opens);
+    let mut parts = Vec::new();
+    r.push(text, &mut parts);
+    r.finish(&mut parts);
+    let (mut thinking, mut content) = (String::new(), String::new());
+    for p in parts {
+        match p {
+            Part::Reasoning(t) => thinking.push_str(&t),
+            Part::Content(c) => content.push_str(&c),
+        }
+    }
+    (thinking, content)
 }
 
 /// One object, as an NDJSON body of one line when the client asked for a stream (its

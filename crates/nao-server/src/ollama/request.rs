@@ -17,16 +17,21 @@
 //!   Load-time and hardware options (`num_gpu`, `num_thread`, `use_mmap`, …) and the
 //!   samplers nao does not have (`typical_p`, `mirostat*`, `tfs_z`, `penalize_newline`)
 //!   are ignored the same way; Ollama itself ignores most of them in its newer engine.
-//! - what nao cannot do is refused with a 400 rather than silently dropped: `format`
-//!   (JSON mode / schema; the engine cannot constrain decoding yet), `images`, `suffix`
-//!   (fill-in-the-middle), `template` (Ollama's Go templates), `think`.
+//! - `format` (`"json"` or a JSON schema object) becomes the same decoding constraint as
+//!   OpenAI's `response_format`, enforced token by token;
+//! - `think: true` (or a level, `"low"`/`"medium"`/`"high"`) returns the model's
+//!   `<think>` … `</think>` text in `thinking` instead of the answer; a model whose chat
+//!   template has no thinking markers gets a 400, as in Ollama. `think: false` (or absent)
+//!   leaves the output as generated.
+//! - what nao cannot do is refused with a 400 rather than silently dropped: `images`,
+//!   `suffix` (fill-in-the-middle), `template` (Ollama's Go templates).
 //! - `context` (the legacy conversation memory of `/api/generate`) is accepted as token
 //!   ids prepended to the prompt; see `mod.rs` for what is returned in it.
 
 use crate::error::ApiError;
 use crate::openai::request::{type_name, wrong_type, Fields};
 use crate::ServerConfig;
-use nao_engine::api::ModelInfo;
+use nao_engine::api::{Grammar, ModelInfo};
 use nao_engine::sample::SamplerConfig;
 use nao_tokenizer::tools::ToolFormat;
 use serde_json::{Map, Value};
@@ -52,6 +57,13 @@ pub struct Params {
     pub tool_calls: Option<(ToolFormat, Vec<String>)>,
     /// `keep_alive: 0`: unload the model once this request is done.
     pub unload_after: bool,
+    /// `format`: the grammar the output must follow.
+    pub constraint: Option<Grammar>,
+    /// `think`: split reasoning off into `thinking`.
+    pub think: bool,
+    /// Set by the handler once the prompt is rendered (when `think`): `Some(true)` when
+    /// the prompt already opened `<think>`.
+    pub reasoning: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -276,15 +288,27 @@ fn token_ids(list: &[Value], info: &ModelInfo) -> Result<Vec<u32>, ApiError> {
 
 /// The fields both generation endpoints share.
 fn parse_common(f: &Fields<'_>, cfg: &ServerConfig, info: &ModelInfo) -> Result<Params, ApiError> {
-    check_format(f.get("format"))?;
-    match f.get("think") {
-        None | Some(Value::Bool(false)) => {}
-        Some(Value::String(s)) if s.is_empty() || s == "false" => {}
-        Some(_) => {
+    let constraint = parse_format(f.get("format"))?;
+    let think = match f.get("think") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) if s.is_empty() || s == "false" => false,
+        Some(Value::Bool(true)) => true,
+        Some(Value::String(s)) if matches!(s.as_str(), "true" | "low" | "medium" | "high") => true,
+        Some(v) => {
+            return Err(wrong_type(
+                "think",
+                "a boolean or \"low\", \"medium\", \"high\"",
+                v,
+            ))
+        }
+    };
+    if think {
+        let t = info.details.chat_template.as_deref().unwrap_or("");
+        if !t.contains("<think>") && !t.contains("</think>") {
             return Err(ApiError::bad(
                 "think",
                 format!("\"{}\" does not support thinking", info.id),
-            ))
+            ));
         }
     }
     let top = f.uint_in("top_logprobs", 0, cfg.max_top_logprobs as u64)?;
@@ -308,25 +332,25 @@ fn parse_common(f: &Fields<'_>, cfg: &ServerConfig, info: &ModelInfo) -> Result<
         stream,
         tool_calls: None,
         unload_after: keep_alive_zero(f.get("keep_alive")),
+        constraint,
+        think,
+        reasoning: None,
     })
 }
 
-/// `format` asks for output constrained to JSON or to a schema. The engine cannot enforce
-/// that yet, and handing back free text to a client that asked for JSON would break it
-/// later and more confusingly, so it is refused.
-fn check_format(v: Option<&Value>) -> Result<(), ApiError> {
+/// `format`: `"json"` (any JSON object, as Ollama's JSON mode gives) or a JSON schema
+/// object; `""` means none. The schema is compiled when the request is submitted, so an
+/// unsupported keyword is a 400 naming it, as on the OpenAI side.
+fn parse_format(v: Option<&Value>) -> Result<Option<Grammar>, ApiError> {
     match v {
-        None => Ok(()),
-        Some(Value::String(s)) if s.is_empty() => Ok(()),
-        Some(Value::String(s)) if s == "json" => Err(ApiError::bad(
+        None => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s == "json" => Ok(Some(Grammar::JsonObject)),
+        Some(Value::String(s)) => Err(ApiError::bad(
             "format",
-            "format \"json\" is not supported yet: nao cannot constrain output to JSON",
+            format!("format must be \"json\" or a JSON schema object, got \"{s}\""),
         )),
-        Some(Value::Object(_)) => Err(ApiError::bad(
-            "format",
-            "format with a JSON schema is not supported yet: nao cannot constrain output \
-             to a schema",
-        )),
+        Some(schema @ Value::Object(_)) => Ok(Some(Grammar::JsonSchema(schema.clone()))),
         Some(v) => Err(wrong_type("format", "\"json\" or a JSON schema object", v)),
     }
 }
@@ -647,10 +671,23 @@ mod tests {
     }
 
     #[test]
+    fn format_becomes_the_constraint() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        for (format, want) in [
+            (json!("json"), Some(Grammar::JsonObject)),
+            (schema.clone(), Some(Grammar::JsonSchema(schema.clone()))),
+            (json!(""), None),
+            (Value::Null, None),
+        ] {
+            let r = generate(json!({"format": format})).unwrap();
+            assert_eq!(r.params.constraint, want, "{format}");
+        }
+    }
+
+    #[test]
     fn bad_fields_name_their_param() {
         let cases = [
-            (json!({"format": "json"}), "format"),
-            (json!({"format": {"type": "object"}}), "format"),
+            (json!({"format": "yaml"}), "format"),
             (json!({"format": 3}), "format"),
             (json!({"images": ["aGk="]}), "images"),
             (json!({"suffix": "x"}), "suffix"),

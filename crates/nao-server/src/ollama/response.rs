@@ -273,6 +273,15 @@ pub fn chunk(kind: Kind, model: &str, text: &str, logprobs: Option<&[TokenLogpro
     Value::Object(obj)
 }
 
+/// Adds reasoning text to a chunk or final line: `message.thinking` (chat) or `thinking`
+/// (generate), as Ollama sends it.
+pub fn put_thinking(v: &mut Value, kind: Kind, thinking: &str) {
+    match kind {
+        Kind::Generate => v["thinking"] = json!(thinking),
+        Kind::Chat => v["message"]["thinking"] = json!(thinking),
+    }
+}
+
 /// Ollama's `message.tool_calls`: arguments as an object, not a JSON string.
 pub fn tool_calls_json(calls: &[ToolCall]) -> Value {
     let list: Vec<Value> = calls

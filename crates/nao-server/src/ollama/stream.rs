@@ -14,7 +14,8 @@ use crate::openai::Events;
 use axum::body::Bytes;
 use futures_core::Stream;
 use nao_engine::api::{EngineHandle, Event, Finish, TokenLogprob, Usage};
-use nao_tokenizer::tools::{Delta, ToolParser};
+use nao_tokenizer::tools::reasoning::{Part, ReasoningSplitter};
+use nao_tokenizer::tools::{Assembler, Delta, ToolParser, Whole};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -77,6 +78,10 @@ pub struct FinishInfo {
 pub struct NdjsonStream {
     /// Chat with tools: the call parser (calls go out as `message.tool_calls` lines).
     tools: Option<Box<dyn ToolParser>>,
+    /// Ollama sends each call whole: streamed call deltas are put together here.
+    calls: Assembler,
+    /// `think`: reasoning goes out as `thinking`.
+    reasoning: Option<ReasoningSplitter>,
     kind: Kind,
     /// The model name echoed in every line.
     model: String,
@@ -111,6 +116,8 @@ impl NdjsonStream {
         let prompt_tokens = events.prompt_tokens;
         NdjsonStream {
             tools: None,
+            calls: Assembler::default(),
+            reasoning: None,
             kind,
             model,
             events,
@@ -132,6 +139,53 @@ impl NdjsonStream {
         self.queue.push_back(Bytes::from(format!("{v}\n")));
     }
 
+    /// Splits reasoning off (`think`; `Some(true)`: the prompt opened `<think>`).
+    pub fn with_reasoning(mut self, reasoning: Option<bool>) -> Self {
+        self.reasoning = reasoning.map(ReasoningSplitter::new);
+        self
+    }
+
+    /// Reasoning and content of new text, as lines; logprobs go with the first.
+    fn on_text(&mut self, text: &str, lps: Option<&[TokenLogprob]>, end: bool) {
+        let mut lps = lps;
+        let parts = match &mut self.reasoning {
+            Some(r) => {
+                let mut parts = Vec::new();
+                r.push(text, &mut parts);
+                if end {
+                    r.finish(&mut parts);
+                }
+                parts
+            }
+            None => vec![Part::Content(text.to_string())],
+        };
+        for p in parts {
+            match p {
+                Part::Reasoning(r) => {
+                    let mut c = response::chunk(self.kind, &self.model, "", lps.take());
+                    response::put_thinking(&mut c, self.kind, &r);
+                    self.push(&c);
+                }
+                Part::Content(c) => match &mut self.tools {
+                    Some(p) => {
+                        let mut deltas = Vec::new();
+                        p.push(&c, &mut deltas);
+                        self.emit(deltas, lps.take());
+                    }
+                    None if c.is_empty() && end => {}
+                    None => {
+                        let c = response::chunk(self.kind, &self.model, &c, lps.take());
+                        self.push(&c);
+                    }
+                },
+            }
+        }
+        if let Some(l) = lps.filter(|l| !l.is_empty()) {
+            let c = response::chunk(self.kind, &self.model, "", Some(l));
+            self.push(&c);
+        }
+    }
+
     /// Parses the streamed text for tool calls (chat requests that declared tools).
     pub fn with_tool_parser(mut self, parser: Option<Box<dyn ToolParser>>) -> Self {
         self.tools = parser;
@@ -143,9 +197,12 @@ impl NdjsonStream {
     fn emit(&mut self, deltas: Vec<Delta>, lps: Option<&[TokenLogprob]>) {
         let mut lps = lps;
         for d in deltas {
-            let c = match d {
-                Delta::Content(text) => response::chunk(self.kind, &self.model, &text, lps.take()),
-                Delta::Call(call) => {
+            let c = match self.calls.take(d) {
+                None => continue,
+                Some(Whole::Content(text)) => {
+                    response::chunk(self.kind, &self.model, &text, lps.take())
+                }
+                Some(Whole::Call(call)) => {
                     let mut c = response::chunk(self.kind, &self.model, "", lps.take());
                     c["message"]["tool_calls"] = response::tool_calls_json(&[call]);
                     c
@@ -176,20 +233,16 @@ impl NdjsonStream {
                     self.text.push_str(&text);
                 }
                 let lps = self.logprobs.then_some(logprobs.as_slice());
-                if let Some(p) = &mut self.tools {
-                    let mut deltas = Vec::new();
-                    p.push(&text, &mut deltas);
-                    self.emit(deltas, lps);
-                    return;
-                }
-                let c = response::chunk(self.kind, &self.model, &text, lps);
-                self.push(&c);
+                self.on_text(&text, lps, false);
             }
             Event::Done {
                 finish,
                 usage,
                 time_to_first_token,
             } => {
+                if self.reasoning.is_some() {
+                    self.on_text("", None, true);
+                }
                 if let Some(p) = &mut self.tools {
                     let mut deltas = Vec::new();
                     p.finish(&mut deltas);

@@ -53,13 +53,20 @@ impl OutputSpec {
     }
 }
 
-/// A decided piece of a choice.
+/// A decided piece of a choice. Calls come in pieces (see [`nao_tokenizer::tools`]):
+/// `CallStart CallArgs* (CallEnd | CallAbort)`; an aborted call's text follows as content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Out {
     Reasoning(String),
     Content(String),
-    /// A call with its new `call_…` id.
-    Call(String, ToolCall),
+    /// A call begins: its new `call_…` id and its function's name.
+    CallStart(String, String),
+    /// The next piece of the current call's arguments.
+    CallArgs(String),
+    /// The current call is complete and valid.
+    CallEnd,
+    /// The current call turned out malformed: it is not a call.
+    CallAbort,
 }
 
 /// One choice's two-stage parser.
@@ -118,7 +125,10 @@ fn take_deltas(deltas: &mut Vec<Delta>, out: &mut Vec<Out>) {
         match d {
             Delta::Content(c) if c.is_empty() => {}
             Delta::Content(c) => out.push(Out::Content(c)),
-            Delta::Call(c) => out.push(Out::Call(call_id(), c)),
+            Delta::CallStart(name) => out.push(Out::CallStart(call_id(), name)),
+            Delta::CallArgs(a) => out.push(Out::CallArgs(a)),
+            Delta::CallEnd => out.push(Out::CallEnd),
+            Delta::CallAbort => out.push(Out::CallAbort),
         }
     }
 }
@@ -149,12 +159,12 @@ pub fn call_json(id: &str, c: &ToolCall) -> Value {
 }
 
 /// The first stream delta of call `index`: id, type, name, empty arguments.
-pub fn call_head_delta(index: usize, id: &str, c: &ToolCall) -> Value {
+pub fn call_head_delta(index: usize, id: &str, name: &str) -> Value {
     json!({"tool_calls": [{
         "index": index,
         "id": id,
         "type": "function",
-        "function": {"name": c.name, "arguments": ""},
+        "function": {"name": name, "arguments": ""},
     }]})
 }
 
@@ -194,13 +204,13 @@ mod tests {
         assert_eq!(out[0], Out::Reasoning("need f".into()));
         assert_eq!(out[1], Out::Content("ok".into()));
         match &out[2] {
-            Out::Call(id, c) => {
+            Out::CallStart(id, name) => {
                 assert!(id.starts_with("call_") && id.len() == 29, "{id}");
-                assert_eq!((c.name.as_str(), c.arguments.as_str()), ("f", "{}"));
+                assert_eq!(name, "f");
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(out.len(), 3);
+        assert_eq!(out[3..], [Out::CallArgs("{}".into()), Out::CallEnd]);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use crate::error::ApiError;
 use crate::ServerConfig;
 use nao_engine::api::{Grammar, ModelInfo};
+use nao_engine::gbnf::gbnf_to_lark;
 use nao_engine::sample::SamplerConfig;
 use serde_json::{Map, Value};
 
@@ -287,13 +288,12 @@ pub(crate) fn parse_constraint(f: &Fields<'_>) -> Result<Option<Grammar>, ApiErr
         Some(g) if g.trim_start().starts_with("%llguidance") => {
             found.push(("grammar", Grammar::Lark(g.to_string())))
         }
-        Some(_) => {
-            return Err(ApiError::bad(
-                "grammar",
-                "GBNF grammars are not supported yet; send a JSON schema (`response_format` \
-                 or `json_schema`) or a Lark grammar starting with `%llguidance`",
-            ))
-        }
+        // Anything else is GBNF, translated to the same Lark; a grammar we cannot read is
+        // a 400 naming the line and column.
+        Some(g) => match gbnf_to_lark(g) {
+            Ok(lark) => found.push(("grammar", Grammar::Lark(lark))),
+            Err(e) => return Err(ApiError::bad("grammar", e.to_string())),
+        },
     }
     match found.len() {
         0 | 1 => Ok(found.pop().map(|(_, g)| g)),
@@ -568,7 +568,7 @@ mod tests {
                 "response_format.json_schema.strict",
             ),
             (json!({"json_schema": "{}"}), "json_schema"),
-            (json!({"grammar": "root ::= \"a\""}), "grammar"),
+            (json!({"grammar": "root ::= \"a"}), "grammar"),
             (json!({"grammar": 5}), "grammar"),
             (
                 json!({"response_format": {"type": "json_object"}, "json_schema": {}}),
@@ -583,10 +583,21 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
-        let Err(e) = constraint(json!({"grammar": "root ::= \"a\""})) else {
-            panic!("GBNF accepted")
+        let Err(e) = constraint(json!({"grammar": "root ::= \"a\"\nx ::= y"})) else {
+            panic!("a GBNF grammar with an undefined rule was accepted")
         };
-        assert!(e.to_string().contains("GBNF"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("line 2, column 7: rule `y` is not defined"),
+            "{e}"
+        );
+        // A GBNF grammar that reads is the same Lark the translator gives.
+        assert_eq!(
+            constraint(json!({"grammar": "root ::= \"a\" | [0-9]+"})).unwrap(),
+            Some(Grammar::Lark(
+                "%llguidance {}\n\nstart: \"a\" | (/[0-9]/)+\n".into()
+            ))
+        );
     }
 
     #[test]

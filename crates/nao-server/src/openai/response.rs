@@ -38,6 +38,8 @@ pub struct Choice {
     pub reasoning: String,
     /// Parsed tool calls with their ids.
     pub calls: Vec<(String, ToolCall)>,
+    /// The call being read (its id and what has come of it).
+    pending: Option<(String, ToolCall)>,
     pub logprobs: Vec<TokenLogprob>,
     pub finish: Option<Finish>,
 }
@@ -49,7 +51,20 @@ impl Choice {
             match o {
                 Out::Reasoning(r) => self.reasoning.push_str(&r),
                 Out::Content(c) => self.text.push_str(&c),
-                Out::Call(id, c) => self.calls.push((id, c)),
+                Out::CallStart(id, name) => {
+                    let call = ToolCall {
+                        name,
+                        arguments: String::new(),
+                    };
+                    self.pending = Some((id, call));
+                }
+                Out::CallArgs(a) => {
+                    if let Some((_, c)) = &mut self.pending {
+                        c.arguments.push_str(&a);
+                    }
+                }
+                Out::CallEnd => self.calls.extend(self.pending.take()),
+                Out::CallAbort => self.pending = None,
             }
         }
     }

@@ -49,6 +49,14 @@ pub const REPLIES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "pieces_call",
+        &[
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"location\": \"Pa",
+            "ris\", \"unit\": ",
+            "\"celsius\"}}\n</tool_call>",
+        ],
+    ),
+    (
         "bad_call",
         &[
             "<tool_call>\n{\"name\": \"get_weather\", ",
@@ -83,6 +91,8 @@ pub struct Fake {
     pub tools: Mutex<Vec<Option<Value>>>,
     /// Set by a `SLOW` request's generator once it sees its receiver dropped.
     pub dropped: Arc<AtomicBool>,
+    /// Report a chat template with `<think>` markers (a reasoning model).
+    pub thinking_template: AtomicBool,
 }
 
 impl Fake {
@@ -133,7 +143,11 @@ impl EngineHandle for Fake {
                 n_layer: 2,
                 n_head: 4,
                 n_head_kv: 1,
-                chat_template: Some("{{ messages }}".into()),
+                chat_template: Some(if self.thinking_template.load(Ordering::Relaxed) {
+                    "{{ messages }}{# <think> … </think> #}".into()
+                } else {
+                    "{{ messages }}".into()
+                }),
             },
         }
     }

@@ -2,9 +2,12 @@
 //! its own line, then the arguments as JSON: `get_weather\n{"city": "Paris"}`; further
 //! calls follow after `<|assistant|>`. Only a first line that names a declared tool
 //! starts a call, so ordinary answers stream as soon as their first line rules that out.
+//! The name is announced when its line ends and the arguments stream as they come; a
+//! call is confirmed by the end of the message or the next `<|assistant|>`. A segment that
+//! turns out malformed is content (calls before it stand).
 
-use super::{json_object, make_call, CallSyntax, Delta, TextOut, ToolCall, ToolParser};
-use serde_json::Value as Json;
+use super::call::{CallEv, ObjectCall};
+use super::{partial_marker_len, CallSyntax, Delta, TextOut, ToolParser};
 
 const NEXT: &str = "<|assistant|>";
 
@@ -20,19 +23,25 @@ pub(super) const SYNTAX: CallSyntax = CallSyntax {
     parallel: false,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// The first line is not complete yet and could still be a tool's name.
+    /// The segment's first line is not complete yet and could still be a tool's name.
     Start,
-    /// The first line named a tool: hold the message to its end.
-    Call,
+    /// The first line named a tool: its arguments are being read.
+    Call(ObjectCall),
     Text,
 }
 
 pub(super) struct Glm4 {
     names: Vec<String>,
     state: State,
-    buf: String,
+    /// The current segment's text: all of it while deciding the first line, the raw
+    /// text of a call (for content if it breaks).
+    raw: String,
+    /// Start state: where the segment's own text starts in `raw` (after `<|assistant|>`).
+    head: usize,
+    /// Call state: text after the complete arguments object (whitespace, `<|assistant|>`).
+    after: String,
+    evs: Vec<CallEv>,
     text: TextOut,
 }
 
@@ -47,7 +56,10 @@ impl Glm4 {
         Glm4 {
             names,
             state: State::Start,
-            buf: String::new(),
+            raw: String::new(),
+            head: 0,
+            after: String::new(),
+            evs: Vec::new(),
             text: TextOut::default(),
         }
     }
@@ -68,18 +80,64 @@ impl Glm4 {
         }
     }
 
-    fn calls(&self) -> Option<Vec<ToolCall>> {
-        let mut calls = Vec::new();
-        for seg in self.buf.trim_start().split(NEXT) {
-            let (name, args) = seg.trim_start().split_once('\n')?;
-            let obj = json_object(args)?;
-            calls.push(make_call(
-                &self.names,
-                name.trim_end(),
-                Some(&Json::Object(obj)),
-            )?);
+    /// The segment is not a call: its text is content, and so is everything after it.
+    fn become_text(&mut self, out: &mut Vec<Delta>) {
+        let raw = std::mem::take(&mut self.raw);
+        self.after.clear();
+        self.text.not_a_call(&raw, out);
+        self.state = State::Text;
+    }
+
+    fn on_start(&mut self, out: &mut Vec<Delta>) {
+        let s = self.raw[self.head..].trim_start();
+        let decided = match s.split_once('\n') {
+            Some((line, rest)) => {
+                let line = line.trim_end_matches('\r');
+                self.is_name(line)
+                    .then(|| (line.to_string(), rest.to_string()))
+            }
+            None if self.may_be_name(s) => return,
+            None => None,
+        };
+        let Some((name, rest)) = decided else {
+            return self.become_text(out);
+        };
+        self.evs.push(CallEv::Start(name));
+        self.text.call_events(&mut self.evs, out);
+        self.state = State::Call(ObjectCall::bare());
+        self.on_call(&rest, out);
+    }
+
+    /// `t`: new text of the segment (already in `raw`).
+    fn on_call(&mut self, t: &str, out: &mut Vec<Delta>) {
+        let State::Call(call) = &mut self.state else {
+            return;
+        };
+        let mut rest = t;
+        if !call.complete() {
+            let n = call.push_value(t, &self.names, &mut self.evs);
+            self.text.call_events(&mut self.evs, out);
+            if call.bad() {
+                return self.become_text(out);
+            }
+            rest = &t[n..];
         }
-        Some(calls)
+        self.after.push_str(rest);
+        let a = self.after.trim_start();
+        if let Some(next) = a.strip_prefix(NEXT) {
+            // The call is whole; the next segment starts.
+            let next = next.to_string();
+            self.evs.push(CallEv::End);
+            self.text.call_events(&mut self.evs, out);
+            self.raw = NEXT.to_string();
+            self.head = NEXT.len();
+            self.after.clear();
+            self.state = State::Start;
+            self.raw.push_str(&next);
+            self.on_start(out);
+        } else if !a.is_empty() && partial_marker_len(a, &[NEXT]) != a.len() {
+            self.become_text(out);
+        }
     }
 }
 
@@ -87,34 +145,28 @@ impl ToolParser for Glm4 {
     fn push(&mut self, t: &str, out: &mut Vec<Delta>) {
         match self.state {
             State::Text => self.text.text(t, out),
-            State::Call => self.buf.push_str(t),
+            State::Call(_) => {
+                self.raw.push_str(t);
+                self.on_call(t, out);
+            }
             State::Start => {
-                self.buf.push_str(t);
-                let s = self.buf.trim_start();
-                let decided = match s.split_once('\n') {
-                    Some((line, _)) => Some(self.is_name(line.trim_end_matches('\r'))),
-                    None if self.may_be_name(s) => None,
-                    None => Some(false),
-                };
-                match decided {
-                    None => {}
-                    Some(true) => self.state = State::Call,
-                    Some(false) => {
-                        self.state = State::Text;
-                        let b = std::mem::take(&mut self.buf);
-                        self.text.text(&b, out);
-                    }
-                }
+                self.raw.push_str(t);
+                self.on_start(out);
             }
         }
     }
 
     fn finish(&mut self, out: &mut Vec<Delta>) {
-        let calls = if self.state == State::Call {
-            self.calls()
-        } else {
-            None
-        };
-        self.text.finish_held(calls, &mut self.buf, out);
+        match &self.state {
+            State::Call(c) if c.complete() && self.after.trim().is_empty() => {
+                self.evs.push(CallEv::End);
+                self.text.call_events(&mut self.evs, out);
+                self.raw.clear();
+                self.after.clear();
+            }
+            State::Text => {}
+            _ => self.become_text(out),
+        }
+        self.text.finish(out);
     }
 }

@@ -7,7 +7,8 @@
 //! accepts that too, and so do we, but only when the object is a call of a declared tool:
 //! any other JSON block stays content (it is held until its closing fence).
 
-use super::{json_object, make_call, BlockSpec, CallSyntax, ToolCall};
+use super::call::{CallEv, ObjectCall};
+use super::{BlockSpec, BodyReader, CallSyntax};
 
 const STARTS: &[&str] = &["<tool_call>", "```json"];
 const ENDS: &[&str] = &["</tool_call>", "```"];
@@ -36,13 +37,33 @@ impl BlockSpec for Hermes {
         ENDS[start]
     }
 
-    /// One JSON object with `name` and `arguments` (or `parameters`). A body without its
-    /// `</tool_call>` is still a call when its JSON is complete: models sometimes end the
-    /// turn right after the object.
-    fn parse(&self, _start: usize, body: &str, _complete: bool) -> Option<Vec<ToolCall>> {
-        let obj = json_object(body)?;
-        let name = obj.get("name")?.as_str()?;
-        let args = obj.get("arguments").or_else(|| obj.get("parameters"));
-        Some(vec![make_call(&self.names, name, args)?])
+    fn reader(&self, _start: usize) -> Box<dyn BodyReader> {
+        Box::new(Body {
+            names: self.names.clone(),
+            call: ObjectCall::wrapped(false),
+        })
+    }
+}
+
+/// One JSON object with `name` and `arguments` (or `parameters`), streamed as it comes. A
+/// body without its `</tool_call>` is still a call when its JSON is complete: models
+/// sometimes end the turn right after the object.
+struct Body {
+    names: Vec<String>,
+    call: ObjectCall,
+}
+
+impl BodyReader for Body {
+    fn push(&mut self, text: &str, out: &mut Vec<CallEv>) {
+        self.call.push(text, &self.names, out);
+    }
+
+    fn finish(&mut self, _complete: bool, out: &mut Vec<CallEv>) -> Result<(), usize> {
+        if self.call.complete() {
+            out.push(CallEv::End);
+            Ok(())
+        } else {
+            Err(0)
+        }
     }
 }

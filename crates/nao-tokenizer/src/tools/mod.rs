@@ -12,22 +12,34 @@
 //!   that forces a call (`tool_choice: "required"` or a named function).
 //! - [`reasoning`]: `<think>` … `</think>` split off as reasoning content.
 //!
-//! Contract shared by all parsers: a call is emitted only once it is complete and valid
-//! (its JSON parses, its name is one of the declared tools); until then its text is held
-//! back, and a call that turns out malformed or truncated comes out as plain content.
+//! Contract shared by all parsers, streamed calls: a call is announced
+//! ([`Delta::CallStart`]) once its name is complete and declared, then its arguments follow
+//! in pieces ([`Delta::CallArgs`]) as long as everything so far is a valid JSON prefix,
+//! and [`Delta::CallEnd`] confirms it once the call and its closing markup are complete.
+//! A call that turns out malformed or truncated after it was announced gets
+//! [`Delta::CallAbort`], and then its whole text comes as content. So joining the deltas
+//! ([`join`]) gives exactly what a one-shot parse gives: complete calls, and malformed ones
+//! as plain content; a streaming client sees the same content, and the aborted call as an
+//! unfinished entry. Arguments are the model's JSON with the whitespace between tokens
+//! removed (strings, numbers and key order as written), so the pieces join to exactly the
+//! non-streamed `arguments`. Every format streams its arguments as they come; calls stand
+//! one by one (a malformed call after good ones leaves those calls standing).
+//!
 //! Text that cannot be the start of a call is released at once; only a suffix that could
-//! still become a marker is held. Whitespace next to a call is dropped. The result never
-//! depends on how the text was split into pieces.
+//! still become a marker is held. Whitespace next to a complete call is dropped. The
+//! result never depends on how the text was split into pieces.
 
+mod call;
 mod deepseek;
 mod glm4;
 mod hermes;
+mod json;
 mod llama3;
 pub mod reasoning;
 #[cfg(test)]
 mod tests;
 
-use serde_json::Value as Json;
+use call::CallEv;
 
 /// One parsed call: the function's name and its arguments as a JSON object text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +54,17 @@ pub struct ToolCall {
 pub enum Delta {
     /// Ordinary text, to send as `content`.
     Content(String),
-    /// A complete, valid call.
-    Call(ToolCall),
+    /// A call begins; its name is complete and declared. Calls are numbered in the order
+    /// of their `CallStart`s.
+    CallStart(String),
+    /// The next piece of the current call's arguments: all pieces so far form a valid
+    /// JSON prefix, and all of them together the call's arguments.
+    CallArgs(String),
+    /// The current call is complete and valid.
+    CallEnd,
+    /// The current call turned out malformed or truncated: forget it. Its text follows as
+    /// [`Delta::Content`].
+    CallAbort,
 }
 
 /// An incremental tool-call parser for one generated message.
@@ -52,11 +73,51 @@ pub trait ToolParser: Send {
     /// appends what is now decided to `out`.
     fn push(&mut self, text: &str, out: &mut Vec<Delta>);
 
-    /// The output ended: everything still held is decided (an unfinished call becomes
-    /// content) and appended to `out`.
+    /// The output ended: everything still held is decided (an unfinished call is aborted
+    /// and becomes content) and appended to `out`.
     fn finish(&mut self, out: &mut Vec<Delta>);
 }
 
+/// A decided piece of a message, with calls whole (for APIs that send complete calls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whole {
+    Content(String),
+    Call(ToolCall),
+}
+
+/// Turns [`Delta`]s into [`Whole`] pieces: a call comes out at its `CallEnd`.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    pending: Option<ToolCall>,
+}
+
+impl Assembler {
+    pub fn take(&mut self, d: Delta) -> Option<Whole> {
+        match d {
+            Delta::Content(c) => Some(Whole::Content(c)),
+            Delta::CallStart(name) => {
+                self.pending = Some(ToolCall {
+                    name,
+                    arguments: String::new(),
+                });
+                None
+            }
+            Delta::CallArgs(a) => {
+                if let Some(p) = &mut self.pending {
+                    p.arguments.push_str(&a);
+                }
+                None
+            }
+            Delta::CallEnd => self.pending.take().map(Whole::Call),
+            Delta::CallAbort => {
+                self.pending = None;
+                None
+            }
+        }
+    }
+}
+
+/// The tool-call syntaxes we read.
 /// The tool-call syntaxes we read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolFormat {
@@ -146,43 +207,15 @@ pub fn parse(format: ToolFormat, names: &[String], text: &str) -> (String, Vec<T
 pub fn join(deltas: Vec<Delta>) -> (String, Vec<ToolCall>) {
     let mut content = String::new();
     let mut calls = Vec::new();
+    let mut asm = Assembler::default();
     for d in deltas {
-        match d {
-            Delta::Content(s) => content.push_str(&s),
-            Delta::Call(c) => calls.push(c),
+        match asm.take(d) {
+            Some(Whole::Content(s)) => content.push_str(&s),
+            Some(Whole::Call(c)) => calls.push(c),
+            None => {}
         }
     }
     (content, calls)
-}
-
-/// Builds a call from a name and a JSON arguments value, checking both: the name must be
-/// declared (when `names` is not empty), the arguments an object or a string holding one.
-pub(crate) fn make_call(names: &[String], name: &str, args: Option<&Json>) -> Option<ToolCall> {
-    let name = name.trim();
-    if name.is_empty() || (!names.is_empty() && !names.iter().any(|n| n == name)) {
-        return None;
-    }
-    let arguments = match args {
-        None | Some(Json::Null) => "{}".to_string(),
-        Some(o @ Json::Object(_)) => o.to_string(),
-        Some(Json::String(s)) => match serde_json::from_str::<Json>(s) {
-            Ok(o @ Json::Object(_)) => o.to_string(),
-            _ => return None,
-        },
-        Some(_) => return None,
-    };
-    Some(ToolCall {
-        name: name.to_string(),
-        arguments,
-    })
-}
-
-/// Parses `text` (trimmed) as exactly one JSON object.
-pub(crate) fn json_object(text: &str) -> Option<serde_json::Map<String, Json>> {
-    match serde_json::from_str::<Json>(text.trim()) {
-        Ok(Json::Object(m)) => Some(m),
-        _ => None,
-    }
 }
 
 /// Length of the longest suffix of `text` that is a proper, non-empty prefix of one of
@@ -212,13 +245,16 @@ pub(crate) fn find_first(text: &str, markers: &[&str]) -> Option<(usize, usize)>
 }
 
 /// Emits content with the whitespace next to calls removed: trailing whitespace is held
-/// until more text shows it is not the gap before a call; whitespace right after a call
-/// is dropped.
+/// until more text shows it is not the gap before a call; whitespace right after a
+/// complete call is dropped. Call deltas go through here too, so that a call that is
+/// aborted gives back exactly the text it would have given had it never looked like one.
 #[derive(Debug, Default)]
 pub(crate) struct TextOut {
     held_ws: String,
     after_call: bool,
     any_call: bool,
+    /// A call was announced and is neither complete nor aborted.
+    in_call: bool,
 }
 
 impl TextOut {
@@ -243,11 +279,40 @@ impl TextOut {
         push_content(out, text);
     }
 
-    pub(crate) fn call(&mut self, c: ToolCall, out: &mut Vec<Delta>) {
+    /// Passes a call reader's decisions on.
+    pub(crate) fn call_events(&mut self, evs: &mut Vec<CallEv>, out: &mut Vec<Delta>) {
+        for e in evs.drain(..) {
+            match e {
+                CallEv::Start(name) => {
+                    self.in_call = true;
+                    out.push(Delta::CallStart(name));
+                }
+                CallEv::Args(a) => out.push(Delta::CallArgs(a)),
+                CallEv::End => self.call_end(out),
+            }
+        }
+    }
+
+    /// The announced call is complete.
+    pub(crate) fn call_end(&mut self, out: &mut Vec<Delta>) {
+        if !self.in_call {
+            return;
+        }
+        self.in_call = false;
         self.held_ws.clear();
         self.after_call = true;
         self.any_call = true;
-        out.push(Delta::Call(c));
+        out.push(Delta::CallEnd);
+    }
+
+    /// The text read as a call (`raw`) is not one after all: the announced call, if any,
+    /// is aborted and `raw` is content.
+    pub(crate) fn not_a_call(&mut self, raw: &str, out: &mut Vec<Delta>) {
+        if self.in_call {
+            self.in_call = false;
+            out.push(Delta::CallAbort);
+        }
+        self.text(raw, out);
     }
 
     pub(crate) fn finish(&mut self, out: &mut Vec<Delta>) {
@@ -255,27 +320,6 @@ impl TextOut {
         if !self.any_call && !ws.is_empty() {
             push_content(out, ws);
         }
-    }
-
-    /// End of message for parsers that hold a possible call in `buf` until the end: the
-    /// calls parsed from it (`calls`, `None` when it was not a valid call or was never one)
-    /// are emitted and the buffer dropped; otherwise the buffer is emitted as text. Then the
-    /// text stream ends.
-    pub(crate) fn finish_held(
-        &mut self,
-        calls: Option<Vec<ToolCall>>,
-        buf: &mut String,
-        out: &mut Vec<Delta>,
-    ) {
-        if let Some(calls) = calls {
-            for c in calls {
-                self.call(c, out);
-            }
-            buf.clear();
-        }
-        let b = std::mem::take(buf);
-        self.text(&b, out);
-        self.finish(out);
     }
 }
 
@@ -290,23 +334,40 @@ fn push_content(out: &mut Vec<Delta>, text: String) {
     }
 }
 
+/// Reads the body of one call region as it arrives.
+pub(crate) trait BodyReader: Send {
+    /// Feeds body text; appends decided call events to `out`.
+    fn push(&mut self, text: &str, out: &mut Vec<CallEv>);
+    /// The body is over (`complete`: its end marker came; otherwise the output ended).
+    /// Appends the last events (each complete call ends with [`CallEv::End`]). `Err(from)`
+    /// when the region's text from body offset `from` on is not calls after all (0: the
+    /// whole region, start marker included); calls that ended before it stand.
+    fn finish(&mut self, complete: bool, out: &mut Vec<CallEv>) -> Result<(), usize>;
+}
+
 /// A format whose calls sit between start and end markers inside ordinary text.
 pub(crate) trait BlockSpec: Send {
     /// Markers opening a call region.
     fn starts(&self) -> &'static [&'static str];
     /// The marker closing a region opened by `starts()[start]`.
     fn end(&self, start: usize) -> &'static str;
-    /// The calls in a region's body (`complete`: the end marker was seen; otherwise the
-    /// output ended inside the region). `None`: malformed, the region is content.
-    fn parse(&self, start: usize, body: &str, complete: bool) -> Option<Vec<ToolCall>>;
+    /// A reader for the body of a region opened by `starts()[start]`.
+    fn reader(&self, start: usize) -> Box<dyn BodyReader>;
+}
+
+/// An open region: its marker index, its raw text so far, its reader.
+struct Region {
+    start: usize,
+    raw: String,
+    reader: Box<dyn BodyReader>,
 }
 
 /// The streaming driver for [`BlockSpec`] formats.
 pub(crate) struct Delimited<S: BlockSpec> {
     spec: S,
     buf: String,
-    /// Inside a region opened by this start marker (which is still at the front of `buf`).
-    open: Option<usize>,
+    open: Option<Region>,
+    evs: Vec<CallEv>,
     text: TextOut,
 }
 
@@ -316,27 +377,34 @@ impl<S: BlockSpec> Delimited<S> {
             spec,
             buf: String::new(),
             open: None,
+            evs: Vec::new(),
             text: TextOut::default(),
         }
     }
 
-    /// Decides the region at the front of `buf`: its calls, or its raw text as content.
-    fn emit_region(
-        &mut self,
-        start: usize,
-        body_end: usize,
-        raw_end: usize,
-        complete: bool,
-        out: &mut Vec<Delta>,
-    ) {
-        let m = self.spec.starts()[start].len();
-        match self.spec.parse(start, &self.buf[m..body_end], complete) {
-            Some(calls) if !calls.is_empty() => {
-                for c in calls {
-                    self.text.call(c, out);
-                }
-            }
-            _ => self.text.text(&self.buf[..raw_end], out),
+    /// Feeds `n` bytes of `buf` to the open region's body.
+    fn feed(&mut self, n: usize, out: &mut Vec<Delta>) {
+        if let Some(r) = &mut self.open {
+            r.reader.push(&self.buf[..n], &mut self.evs);
+            r.raw.push_str(&self.buf[..n]);
+            self.text.call_events(&mut self.evs, out);
+        }
+        self.buf.drain(..n);
+    }
+
+    /// Decides the open region: its calls, or its raw text as content.
+    fn close(&mut self, complete: bool, out: &mut Vec<Delta>) {
+        let Some(mut r) = self.open.take() else {
+            return;
+        };
+        let res = r.reader.finish(complete, &mut self.evs);
+        self.text.call_events(&mut self.evs, out);
+        if let Err(from) = res {
+            let skip = match from {
+                0 => 0,
+                n => self.spec.starts()[r.start].len() + n,
+            };
+            self.text.not_a_call(r.raw.get(skip..).unwrap_or(""), out);
         }
     }
 }
@@ -345,13 +413,18 @@ impl<S: BlockSpec> ToolParser for Delimited<S> {
     fn push(&mut self, text: &str, out: &mut Vec<Delta>) {
         self.buf.push_str(text);
         loop {
-            match self.open {
+            match &self.open {
                 None => {
                     let starts = self.spec.starts();
                     if let Some((p, i)) = find_first(&self.buf, starts) {
                         self.text.text(&self.buf[..p], out);
-                        self.buf.drain(..p);
-                        self.open = Some(i);
+                        let m = starts[i];
+                        self.buf.drain(..p + m.len());
+                        self.open = Some(Region {
+                            start: i,
+                            raw: m.to_string(),
+                            reader: self.spec.reader(i),
+                        });
                         continue;
                     }
                     let keep = partial_marker_len(&self.buf, starts);
@@ -360,31 +433,31 @@ impl<S: BlockSpec> ToolParser for Delimited<S> {
                     self.buf.drain(..cut);
                     return;
                 }
-                Some(i) => {
-                    let m = self.spec.starts()[i].len();
-                    let end = self.spec.end(i);
-                    let Some(q) = self.buf[m..].find(end) else {
+                Some(r) => {
+                    let end = self.spec.end(r.start);
+                    let Some(q) = self.buf.find(end) else {
+                        let keep = partial_marker_len(&self.buf, &[end]);
+                        self.feed(self.buf.len() - keep, out);
                         return;
                     };
-                    let (body_end, raw_end) = (m + q, m + q + end.len());
-                    self.emit_region(i, body_end, raw_end, true, out);
-                    self.buf.drain(..raw_end);
-                    self.open = None;
+                    self.feed(q, out);
+                    if let Some(r) = &mut self.open {
+                        r.raw.push_str(end);
+                    }
+                    self.buf.drain(..end.len());
+                    self.close(true, out);
                 }
             }
         }
     }
 
     fn finish(&mut self, out: &mut Vec<Delta>) {
-        match self.open.take() {
-            Some(i) => {
-                let n = self.buf.len();
-                self.emit_region(i, n, n, false, out);
-            }
-            None => {
-                let rest = std::mem::take(&mut self.buf);
-                self.text.text(&rest, out);
-            }
+        if self.open.is_some() {
+            self.feed(self.buf.len(), out);
+            self.close(false, out);
+        } else {
+            let rest = std::mem::take(&mut self.buf);
+            self.text.text(&rest, out);
         }
         self.buf.clear();
         self.text.finish(out);
