@@ -11,6 +11,7 @@
 //! - [`ops`]: norms, RoPE, softmax, activations.
 //! - [`pool`]: the spin-then-park thread pool.
 //! - [`matmul`]: weight × activation products over the pool.
+//! - [`gemm_f32`]: the cache-blocked, register-tiled f32 GEMM for float weights in prefill.
 //! - [`packed`]: Q4_0/Q5_0/Q8_0 weights interleaved 16 rows at a time at load, and their matmul.
 //! - [`probe`]: the memory-bandwidth probe behind roofline figures.
 
@@ -22,6 +23,7 @@ pub mod cast;
 pub mod dequant;
 pub mod dot;
 pub mod dtype;
+pub mod gemm_f32;
 pub mod matmul;
 pub mod ops;
 pub mod packed;

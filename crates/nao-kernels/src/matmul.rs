@@ -2,7 +2,8 @@
 //! supported type. Activations are quantized once per call to the 8-bit format the weight's
 //! kernel expects (as ggml does), then rows are split across the thread pool; each weight
 //! row is read once for all tokens of the batch. Batches of Q4_K tokens take the AMX
-//! tile GEMM ([`crate::amx`]) where the CPU has it, with the same results bit for bit.
+//! tile GEMM ([`crate::amx`]) where the CPU has it, with the same results bit for bit;
+//! batches of float (F32/F16/BF16) tokens take the tiled f32 GEMM ([`crate::gemm_f32`]).
 
 use crate::blocks::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};
 use crate::dot::{act_type, ActRow, ActType, QuantizedActs, RowDots, MULTI_COLS};
@@ -79,7 +80,9 @@ fn prefetch(bytes: &[u8]) {
 ///
 /// Every output is bit-identical to the same token's output computed alone (batch
 /// invariance): the multi-column kernels match the single-row kernel exactly, and the column
-/// blocking only changes which call computes an output, not how.
+/// blocking only changes which call computes an output, not how. F32, F16 and BF16 weights go
+/// through the tiled GEMM of [`crate::gemm_f32`] for any number of tokens, whose outputs are
+/// one sequential FMA chain each, independent of the tile and of the batch.
 pub fn matmul(
     w: &WeightView<'_>,
     x: &[f32],
@@ -94,6 +97,9 @@ pub fn matmul(
     check_len(y.len(), n_tokens * w.rows)?;
     if act_type(w.dtype).is_none() {
         return matmul_dequant(w, rb, x, n_tokens, y, pool);
+    }
+    if crate::gemm_f32::supports(w.dtype) && crate::gemm_f32::enabled() {
+        return crate::gemm_f32::gemm(w, x, n_tokens, y, pool);
     }
     acts.quantize_par(w.dtype, x, n_tokens, w.cols, pool)?;
     #[cfg(target_arch = "x86_64")]

@@ -66,6 +66,94 @@ pub fn silu_mul_scalar(g: &mut [f32], u: &[f32]) {
     }
 }
 
+/// The gated activation of an MLP: `g = act(g) · u`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// SwiGLU: [`silu_mul`].
+    Silu,
+    /// GeGLU with GELU as ggml's CPU backend evaluates it: [`gelu_f16_mul`].
+    GeluF16,
+}
+
+/// Elements per work item of [`gate_mul_par`].
+const GATE_CHUNK: usize = 8192;
+
+/// [`Gate`] applied across the pool's threads: the same values as the one-thread
+/// [`silu_mul`] / [`gelu_f16_mul`] (every element is computed on its own). Stops at the
+/// shorter slice.
+pub fn gate_mul_par(gate: Gate, g: &mut [f32], u: &[f32], pool: &crate::pool::ThreadPool) {
+    let n = g.len().min(u.len());
+    let g = &mut g[..n];
+    let one = |g: &mut [f32], u: &[f32]| match gate {
+        Gate::Silu => silu_mul(g, u),
+        Gate::GeluF16 => gelu_f16_mul(g, u),
+    };
+    if n < 2 * GATE_CHUNK || pool.n_threads() < 2 {
+        return one(g, u);
+    }
+    let shared = crate::pool::SharedMut::new(g);
+    pool.for_ranges(n.div_ceil(GATE_CHUNK), &|chunks| {
+        let r = chunks.start * GATE_CHUNK..(chunks.end * GATE_CHUNK).min(n);
+        // SAFETY: `for_ranges` hands each chunk index to one thread, so the element ranges
+        // are disjoint across threads, and `g` outlives the pool job.
+        let gs = unsafe { shared.slice_mut(r.clone()) };
+        one(gs, &u[r]);
+    });
+}
+
+/// GELU (tanh form) the way ggml's CPU backend evaluates it by default: on the input
+/// rounded to f16, with the result rounded to f16 (ggml reads it from a 64K-entry f16
+/// table), and exactly 0 / x outside (-10, 10). Keeps Gemma within llama.cpp's noise.
+pub fn gelu_f16(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        let h = half::f16::from_f32(x).to_bits();
+        gelu_table()[usize::from(h)]
+    }
+}
+
+/// GELU of the f16 with bits `h`, rounded to f16: what [`gelu_table`] holds.
+pub fn gelu_f16_direct(h: u16) -> f32 {
+    use half::f16;
+    f16::from_f32(gelu_tanh(f16::from_bits(h).to_f32())).to_f32()
+}
+
+/// [`gelu_f16_direct`] for every f16 bit pattern, as f32 (256 KiB, built on first use), so
+/// the per-element cost is a table read (a gather in the SIMD twin) instead of a `tanh`.
+fn gelu_table() -> &'static [f32; 65536] {
+    static TABLE: std::sync::OnceLock<Box<[f32; 65536]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = Box::new([0.0f32; 65536]);
+        for (h, v) in t.iter_mut().enumerate() {
+            *v = gelu_f16_direct(h as u16);
+        }
+        t
+    })
+}
+
+/// `g[i] = gelu_f16(g[i]) · u[i]` ([`gelu_f16`]); AVX2 + F16C where the CPU has them,
+/// bit-identical to [`gelu_f16_mul_scalar`]. Stops at the shorter slice.
+pub fn gelu_f16_mul(g: &mut [f32], u: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+        // SAFETY: AVX2 and F16C were just detected, the kernel's whole contract.
+        let done = unsafe { x86::gelu_f16_mul(g, u, gelu_table()) };
+        let (g, u) = (&mut g[done..], u.get(done..).unwrap_or(&[]));
+        return gelu_f16_mul_scalar(g, u);
+    }
+    gelu_f16_mul_scalar(g, u)
+}
+
+/// The scalar twin of [`gelu_f16_mul`].
+pub fn gelu_f16_mul_scalar(g: &mut [f32], u: &[f32]) {
+    for (gi, &ui) in g.iter_mut().zip(u) {
+        *gi = gelu_f16(*gi) * ui;
+    }
+}
+
 /// RMS normalisation (Zhang & Sennrich 2019): `y = x / sqrt(mean(x^2) + eps) * w`.
 /// The sum of squares is accumulated in f64, as ggml does.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
@@ -137,12 +225,31 @@ impl Rope {
 
     /// Rotates every head (`head_dim`-sized chunk) of `x` for position `pos`.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+        self.apply_qk(x, &mut [], head_dim, pos);
+    }
+
+    /// [`Rope::apply`] on the heads of `q` and of `k` (one position's query and key), with
+    /// the angles' sines and cosines computed once for all of them.
+    pub fn apply_qk(&self, q: &mut [f32], k: &mut [f32], head_dim: usize, pos: usize) {
+        const STACK: usize = 256;
         let half = self.n_rot / 2;
         let p = pos as f32;
-        for head in x.chunks_exact_mut(head_dim) {
-            for i in 0..half {
-                let theta = p * self.inv_freq[i];
-                let (s, c) = theta.sin_cos();
+        let mut stack = [(0.0f32, 0.0f32); STACK];
+        let mut heap = Vec::new();
+        let sc: &mut [(f32, f32)] = if half <= STACK {
+            &mut stack[..half]
+        } else {
+            heap.resize(half, (0.0, 0.0));
+            &mut heap
+        };
+        for (v, &f) in sc.iter_mut().zip(&self.inv_freq) {
+            *v = (p * f).sin_cos();
+        }
+        for head in q
+            .chunks_exact_mut(head_dim)
+            .chain(k.chunks_exact_mut(head_dim))
+        {
+            for (i, &(s, c)) in sc.iter().enumerate() {
                 let (a, b) = match self.style {
                     RopeStyle::Normal => (2 * i, 2 * i + 1),
                     RopeStyle::Neox => (i, i + half),

@@ -441,3 +441,82 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The dispatched GELU gate (AVX2 + F16C gather where available) equals its scalar twin
+    /// bit for bit, for any length and edge values (the ±10 cut-offs, f16 rounding ties,
+    /// subnormals, NaN), and the scalar GELU is within f16 rounding of the exact tanh form.
+    #[test]
+    fn gelu_f16_mul_matches_scalar(n in 0..=67usize, seed in any::<u64>(), edges in any::<u32>(), scale in prop::sample::select(vec![0.1f32, 3.0, 12.0, 1e5])) {
+        let mut r = Rng(seed);
+        let mut g: Vec<f32> = (0..n).map(|_| r.unit() * scale).collect();
+        let u: Vec<f32> = (0..n).map(|_| r.unit()).collect();
+        let specials = [
+            0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-42, -1e-6, 10.0, -10.0,
+            9.999, -9.999, 10.001, -10.001, 1.000_976_6, 65_520.0, -65_536.0, 1e30,
+        ];
+        for bit in 0..32 {
+            if n > 0 && edges & (1 << bit) != 0 {
+                let i = (r.next() as usize) % n;
+                g[i] = specials[(r.next() as usize) % specials.len()];
+            }
+        }
+        let mut a = g.clone();
+        let mut b = g.clone();
+        nao_kernels::ops::gelu_f16_mul(&mut a, &u);
+        nao_kernels::ops::gelu_f16_mul_scalar(&mut b, &u);
+        for i in 0..n {
+            prop_assert!(a[i].to_bits() == b[i].to_bits() || (a[i].is_nan() && b[i].is_nan()),
+                "{}: {} -> {} vs {}", i, g[i], a[i], b[i]);
+            let x = f64::from(g[i]);
+            if x.is_finite() && x.abs() < 9.99 {
+                let exact = 0.5 * x * (1.0 + (0.797_884_560_8 * x * (1.0 + 0.044_715 * x * x)).tanh());
+                // Input and output rounded to f16: within 2^-10 relative plus the slope
+                // times the input's rounding.
+                let tol = (exact.abs() + 1.2 * x.abs()) * 2f64.powi(-10) + 1e-7;
+                let got = f64::from(b[i]) / f64::from(u[i]);
+                prop_assert!(u[i] == 0.0 || (got - exact).abs() <= tol,
+                    "{}: gelu({}) = {} vs {}", i, x, got, exact);
+            }
+        }
+    }
+}
+
+/// The GELU table holds exactly the direct evaluation for every f16 input, and the gate
+/// split across threads gives the same bits as one thread.
+#[test]
+fn gelu_table_and_parallel_gate() {
+    use nao_kernels::ops::{gate_mul_par, gelu_f16, gelu_f16_direct, Gate};
+    for h in 0..=u16::MAX {
+        let x = half::f16::from_bits(h).to_f32();
+        let direct = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x
+        } else {
+            gelu_f16_direct(h)
+        };
+        let got = gelu_f16(x);
+        assert!(
+            got.to_bits() == direct.to_bits() || (got.is_nan() && direct.is_nan()),
+            "{h:#06x}: {got} vs {direct}"
+        );
+    }
+    let pool = nao_kernels::pool::ThreadPool::new(2);
+    let mut r = Rng(9);
+    let n = 50_003;
+    let g: Vec<f32> = (0..n).map(|_| r.unit() * 6.0).collect();
+    let u: Vec<f32> = (0..n).map(|_| r.unit()).collect();
+    for gate in [Gate::Silu, Gate::GeluF16] {
+        let (mut a, mut b) = (g.clone(), g.clone());
+        gate_mul_par(gate, &mut a, &u, &pool);
+        match gate {
+            Gate::Silu => nao_kernels::ops::silu_mul_scalar(&mut b, &u),
+            Gate::GeluF16 => nao_kernels::ops::gelu_f16_mul_scalar(&mut b, &u),
+        }
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{gate:?}"
+        );
+    }
+}

@@ -2,8 +2,8 @@
 //! order as the scalar code, lane by lane, so results are bit-identical.
 //!
 //! Every function is an `unsafe fn` with `#[target_feature]`: the one contract is that the
-//! CPU has AVX2 and FMA, which [`crate::dot::fma_enabled`] establishes once with
-//! `is_x86_feature_detected!`. Loads and stores go through fixed-size arrays of exactly the
+//! CPU has AVX2 and FMA (AVX2 and F16C for the GELU), which [`crate::dot::fma_enabled`]
+//! (or the caller) establishes with `is_x86_feature_detected!`. Loads and stores go through fixed-size arrays of exactly the
 //! register width, so memory safety does not depend on the inputs.
 
 use super::{EXP_C, EXP_HI, EXP_LN2_HI, EXP_LN2_LO, EXP_LO, LOG2E};
@@ -51,6 +51,33 @@ pub(super) unsafe fn silu_mul(g: &mut [f32], u: &[f32]) -> usize {
         let s = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e));
         // SAFETY: as above.
         unsafe { _mm256_storeu_ps(gc.as_mut_ptr(), _mm256_mul_ps(s, uv)) };
+        done += 8;
+    }
+    done
+}
+
+/// Twin of [`super::gelu_f16_mul_scalar`] on whole 8-lane groups (`table`: the GELU of every
+/// f16 bit pattern); returns how many elements it did.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn gelu_f16_mul(g: &mut [f32], u: &[f32], table: &[f32; 65536]) -> usize {
+    let mut done = 0;
+    let (lo, hi) = (_mm256_set1_ps(-10.0), _mm256_set1_ps(10.0));
+    for (gc, uc) in g.chunks_exact_mut(8).zip(u.chunks_exact(8)) {
+        let (Ok(gc), Ok(uc)) = (<&mut [f32; 8]>::try_from(gc), <&[f32; 8]>::try_from(uc)) else {
+            break;
+        };
+        // SAFETY: `gc` and `uc` are exactly 8 f32s; loadu/storeu need no alignment.
+        let (x, uv) = unsafe { (_mm256_loadu_ps(gc.as_ptr()), _mm256_loadu_ps(uc.as_ptr())) };
+        // Round to nearest even, as `f16::from_f32`.
+        let h = _mm256_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(x);
+        let idx = _mm256_cvtepu16_epi32(h);
+        // SAFETY: every index is a zero-extended u16, so below the table's 65536 entries.
+        let v = unsafe { _mm256_i32gather_ps::<4>(table.as_ptr(), idx) };
+        // x <= -10 gives 0, x >= 10 gives x (ordered compares: NaN keeps the table value).
+        let v = _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LE_OQ>(x, lo));
+        let v = _mm256_blendv_ps(v, x, _mm256_cmp_ps::<_CMP_GE_OQ>(x, hi));
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(gc.as_mut_ptr(), _mm256_mul_ps(v, uv)) };
         done += 8;
     }
     done

@@ -73,8 +73,8 @@ impl Attention {
         let kd = s.n_head_kv * s.head_dim;
         let vd = s.n_head_kv * s.head_dim_v;
         for (i, &(seq, p)) in rows.rows.iter().enumerate() {
-            self.rope.apply(&mut q[i * qd..(i + 1) * qd], s.head_dim, p);
-            self.rope.apply(&mut k[i * kd..(i + 1) * kd], s.head_dim, p);
+            let (qi, ki) = (&mut q[i * qd..(i + 1) * qd], &mut k[i * kd..(i + 1) * kd]);
+            self.rope.apply_qk(qi, ki, s.head_dim, p);
             let slot = rows.slot(seq, p);
             cache.k[slot * kd..(slot + 1) * kd].convert_from_f32_slice(&k[i * kd..(i + 1) * kd]);
             cache.v[slot * vd..(slot + 1) * vd].convert_from_f32_slice(&v[i * vd..(i + 1) * vd]);
