@@ -138,7 +138,7 @@ impl Loader {
     /// A `[rows, cols]` matrix `{name}.weight` (GGUF dims `[cols, rows]`), with
     /// `{name}.bias` when present.
     ///
-    /// Q4_0/Q5_0/Q8_0 weights of the repeating blocks (`blk.*`) are repacked into the
+    /// Q4_0/Q5_0/Q8_0/Q4_K weights of the repeating blocks (`blk.*`) are repacked into the
     /// 16-row interleaved layout of [`nao_kernels::packed`] where the CPU has its kernel
     /// (same size, several times faster per token), and the file's pages for them are
     /// released. Other matrices (the embedding table) stay mapped; see
