@@ -24,6 +24,10 @@ pub struct EmbedWorker {
     tx: Mutex<SyncSender<(EmbedRequest, Reply)>>,
     info: EmbedModelInfo,
     max_queue: usize,
+    /// The model's architecture name (`bert`, `qwen3`, …) and KV head count, read before
+    /// the model moves to its thread (for [`EmbedOnlyEngine`]'s model listing).
+    architecture: String,
+    n_head_kv: usize,
 }
 
 impl EmbedWorker {
@@ -36,6 +40,8 @@ impl EmbedWorker {
         max_queue: usize,
     ) -> std::io::Result<(EmbedWorker, JoinHandle<()>)> {
         let (tx, rx) = sync_channel::<(EmbedRequest, Reply)>(max_queue.max(1));
+        let architecture = embedder.encoder.architecture().to_string();
+        let n_head_kv = embedder.encoder.n_head_kv();
         let thread = std::thread::Builder::new()
             .name("nao-embed".into())
             .spawn(move || {
@@ -50,9 +56,21 @@ impl EmbedWorker {
                 tx: Mutex::new(tx),
                 info,
                 max_queue: max_queue.max(1),
+                architecture,
+                n_head_kv,
             },
             thread,
         ))
+    }
+
+    /// Architecture name of the model (`bert`, `qwen3`, …).
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// Key/value heads per layer (equal to the query heads for BERT).
+    pub fn n_head_kv(&self) -> usize {
+        self.n_head_kv
     }
 }
 
@@ -91,11 +109,20 @@ impl EmbedHandle for EmbedWorker {
 /// refuses generation (HTTP 400 naming `/v1/embeddings`).
 pub struct EmbedOnlyEngine {
     info: EmbedModelInfo,
+    architecture: String,
+    n_head_kv: usize,
 }
 
 impl EmbedOnlyEngine {
-    pub fn new(info: EmbedModelInfo) -> EmbedOnlyEngine {
-        EmbedOnlyEngine { info }
+    /// Describes the embedding model `info` of architecture `architecture` (`bert`, or a
+    /// decoder embedder's `qwen3`, …) with `n_head_kv` key/value heads, as the model reports
+    /// them ([`EmbedWorker::architecture`], [`EmbedWorker::n_head_kv`]).
+    pub fn new(info: EmbedModelInfo, architecture: &str, n_head_kv: usize) -> EmbedOnlyEngine {
+        EmbedOnlyEngine {
+            info,
+            architecture: architecture.to_string(),
+            n_head_kv,
+        }
     }
 
     fn refusal(&self) -> String {
@@ -115,12 +142,12 @@ impl EngineHandle for EmbedOnlyEngine {
             n_vocab: i.n_vocab,
             created: i.created,
             details: ModelDetails {
-                architecture: "bert".into(),
+                architecture: self.architecture.clone(),
                 n_ctx_train: i.max_tokens,
                 n_embd: i.n_embd,
                 n_layer: i.n_layer,
                 n_head: i.n_head,
-                n_head_kv: i.n_head,
+                n_head_kv: self.n_head_kv,
                 ..ModelDetails::default()
             },
         }
@@ -142,5 +169,38 @@ impl EngineHandle for EmbedOnlyEngine {
 
     fn stats(&self) -> EngineStats {
         EngineStats::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> EmbedModelInfo {
+        EmbedModelInfo {
+            id: "qwen3-embed".into(),
+            n_embd: 1024,
+            max_tokens: 8192,
+            n_vocab: 151_669,
+            n_layer: 28,
+            n_head: 16,
+            created: 0,
+            pooling: "last",
+            normalize: true,
+            matryoshka: false,
+        }
+    }
+
+    #[test]
+    fn lists_the_real_architecture_and_kv_heads() {
+        let e = EmbedOnlyEngine::new(info(), "qwen3", 8);
+        let m = e.model_info();
+        assert_eq!(m.details.architecture, "qwen3");
+        assert_eq!((m.details.n_head, m.details.n_head_kv), (16, 8));
+        let b = EmbedOnlyEngine::new(info(), "bert", 16).model_info();
+        assert_eq!(
+            (b.details.architecture.as_str(), b.details.n_head_kv),
+            ("bert", 16)
+        );
     }
 }

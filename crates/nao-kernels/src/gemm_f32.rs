@@ -1,5 +1,5 @@
 //! Cache-blocked, register-tiled f32 GEMM for float weights (F32, F16, BF16) × batched f32
-//! activations: `y[t][r] = Σ_k W[r][k] · x[t][k]`, the prefill path of [`crate::matmul`].
+//! activations: `y[t][r] = Σ_k W[r][k] · x[t][k]`, [`crate::matmul`]'s path for those types.
 //!
 //! Layout (the BLIS scheme, Goto & van de Geijn 2008, <https://doi.org/10.1145/1356052.1356053>):
 //! - The activations are packed once per call into tiles of `MR` tokens, `[K][MR]` each, so
@@ -20,6 +20,9 @@
 //! of the sequential sum: `|ŷ − y| ≤ γ_K · Σ_k |W[r][k] · x[t][k]|`,
 //! `γ_K = K·u / (1 − K·u)`, `u = 2⁻²⁴` (Higham, *Accuracy and Stability of Numerical
 //! Algorithms*, §3.1).
+//!
+//! The packed activations live in a thread-local buffer that grows to the largest call and
+//! is reused, as the f32 copy in [`crate::dot::QuantizedActs`] that this path skips was.
 
 use crate::dot::{weights, SimdLevel};
 use crate::matmul::{check_len, WeightView};
@@ -241,23 +244,31 @@ fn col_blocks(k: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..nb).map(move |b| crate::pool::split_range(k, nb, b))
 }
 
-/// Packs `x` (`[n, k]`) into tiles of `mr` tokens, `[k][mr]` each, the rows past `n` zero.
-fn pack_acts(x: &[f32], n: usize, k: usize, mr: usize, out: &mut Vec<f32>) {
+/// Packs `x` (`[n, k]`) into tiles of `mr` tokens, `[k][mr]` each, the rows past `n` zero;
+/// the tiles split across the pool.
+fn pack_acts(x: &[f32], n: usize, k: usize, mr: usize, out: &mut Vec<f32>, pool: &ThreadPool) {
     let n_tiles = n.div_ceil(mr);
-    out.clear();
+    // Every element is written below, so stale values from the last call need no clearing.
     out.resize(n_tiles * k * mr, 0.0);
-    for (tile, dst) in out.chunks_exact_mut(k * mr).enumerate() {
-        for i in 0..mr {
-            let t = tile * mr + i;
-            if t >= n {
-                break;
-            }
-            let src = &x[t * k..(t + 1) * k];
-            for (d, &s) in dst.iter_mut().skip(i).step_by(mr).zip(src) {
-                *d = s;
+    let dst = SharedMut::new(&mut out[..n_tiles * k * mr]);
+    pool.for_ranges(n_tiles, &|tiles| {
+        // SAFETY: `for_ranges` hands each thread a disjoint range of tiles, so these ranges
+        // of the buffer are disjoint; the buffer outlives the job.
+        let d = unsafe { dst.slice_mut(tiles.start * k * mr..tiles.end * k * mr) };
+        for (tile, d) in tiles.zip(d.chunks_exact_mut(k * mr)) {
+            for i in 0..mr {
+                let t = tile * mr + i;
+                if t >= n {
+                    d.iter_mut().skip(i).step_by(mr).for_each(|v| *v = 0.0);
+                    continue;
+                }
+                let src = &x[t * k..(t + 1) * k];
+                for (v, &s) in d.iter_mut().skip(i).step_by(mr).zip(src) {
+                    *v = s;
+                }
             }
         }
-    }
+    });
 }
 
 thread_local! {
@@ -339,7 +350,7 @@ fn run(
     }
     let (mr, nr) = (kern.mr(), kern.nr());
     ACTS.with_borrow_mut(|xp| {
-        pack_acts(x, n_tokens, cols, mr, xp);
+        pack_acts(x, n_tokens, cols, mr, xp, pool);
         let xp = &xp[..];
         let out = SharedMut::new(y);
         let n_panels = rows.div_ceil(nr);

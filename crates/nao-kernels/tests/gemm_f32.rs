@@ -194,3 +194,54 @@ fn rejects_bad_lengths_and_types() {
     // Empty shapes are fine.
     assert!(gemm(&view, &[], 0, &mut [], &pool).is_ok());
 }
+
+/// Decode-shaped timing (one token, a 4096 × 4096 matrix, larger than the caches): the GEMM
+/// against the per-row dot kernels it replaced for single tokens. Run with
+/// `cargo test --release -p nao-kernels --test gemm_f32 -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn one_token_timing() {
+    use nao_kernels::dot::{vec_dot, ActRow};
+    use nao_kernels::pool::SharedMut;
+    let pool = ThreadPool::new(2);
+    let mut r = Rng(3);
+    let (rows, cols) = (4096, 4096);
+    for dtype in TYPES {
+        let (bytes, _) = weight(dtype, rows, cols, &mut r);
+        let store = aligned(&bytes);
+        let view = WeightView {
+            dtype,
+            data: &as_bytes(&store)[..bytes.len()],
+            rows,
+            cols,
+        };
+        let rb = bytes.len() / rows;
+        let x = acts(cols, &mut r);
+        let mut y = vec![0.0f32; rows];
+        let reps = 20;
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            gemm(&view, &x, 1, &mut y, &pool).unwrap();
+        }
+        let t_gemm = t0.elapsed().as_secs_f64() / reps as f64;
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            let out = SharedMut::new(&mut y);
+            pool.for_ranges(rows, &|range| {
+                for i in range {
+                    let row = &view.data[i * rb..(i + 1) * rb];
+                    out.write(i, vec_dot(dtype, cols, row, ActRow::F32(&x)).unwrap());
+                }
+            });
+        }
+        let t_dot = t0.elapsed().as_secs_f64() / reps as f64;
+        let gbs = |t: f64| bytes.len() as f64 / t / 1e9;
+        println!(
+            "{dtype}: gemm {:.3} ms ({:.1} GB/s), dot {:.3} ms ({:.1} GB/s)",
+            t_gemm * 1e3,
+            gbs(t_gemm),
+            t_dot * 1e3,
+            gbs(t_dot)
+        );
+    }
+}

@@ -10,6 +10,7 @@
 use crate::layers::encoder::{attention, gelu_erf, LayerNorm};
 use crate::layers::{Compute, Linear, Loader};
 use crate::ModelError;
+use nao_kernels::pool::{SharedMut, ThreadPool};
 use serde_json::Value;
 use std::ops::Range;
 
@@ -201,7 +202,7 @@ impl Bert {
             layer.attn_norm.forward(&mut a);
             x = a;
             let mut h = layer.ff_up.apply(&x, n, c)?; // [n_tokens, n_ff]
-            h.iter_mut().for_each(|v| *v = gelu_erf(*v));
+            gelu_in_place(&mut h, &c.pool);
             let mut y = layer.ff_down.apply(&h, n, c)?; // [n_tokens, n_embd]
             nao_kernels::ops::add_assign(&mut y, &x);
             layer.ff_norm.forward(&mut y);
@@ -209,4 +210,17 @@ impl Bert {
         }
         Ok((x, ranges))
     }
+}
+
+/// `h = gelu(h)` element by element, split across the pool (the GEMMs around it are; run
+/// on one thread it was a fifth of the encoder's time). The split cannot change a value.
+fn gelu_in_place(h: &mut [f32], pool: &ThreadPool) {
+    let len = h.len();
+    let out = SharedMut::new(h);
+    pool.for_ranges(len, &|r| {
+        // SAFETY: `for_ranges` hands each thread a disjoint range of `h`, which outlives
+        // the job (for_ranges returns after every range is done).
+        let s = unsafe { out.slice_mut(r) };
+        s.iter_mut().for_each(|v| *v = gelu_erf(*v));
+    });
 }

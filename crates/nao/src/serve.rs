@@ -131,7 +131,11 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     let (models, what): (Arc<dyn ModelProvider>, String) = match &embedder {
         Some(e) if embed_only => {
             let info = e.info();
-            let engine = Arc::new(EmbedOnlyEngine::new(info.clone()));
+            let engine = Arc::new(EmbedOnlyEngine::new(
+                info.clone(),
+                e.architecture(),
+                e.n_head_kv(),
+            ));
             (Arc::new(SingleModel::new(engine)), info.id)
         }
         _ => chat_models(&a, opts)?,
