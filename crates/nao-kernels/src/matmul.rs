@@ -3,7 +3,7 @@
 //! kernel expects (as ggml does), then rows are split across the thread pool; each weight
 //! row is read once for all tokens of the batch. Batches of Q4_K tokens take the AMX
 //! tile GEMM ([`crate::amx`]) where the CPU has it, with the same results bit for bit;
-//! batches of float (F32/F16/BF16) tokens take the tiled f32 GEMM ([`crate::gemm_f32`]).
+//! F32 weights take the tiled f32 GEMM ([`crate::gemm_f32`]).
 
 use crate::blocks::{BlockQ8K, BlockQ8_0, BlockQ8_1, QK_K};
 use crate::dot::{act_type, ActRow, ActType, QuantizedActs, RowDots, MULTI_COLS};
@@ -80,9 +80,12 @@ fn prefetch(bytes: &[u8]) {
 ///
 /// Every output is bit-identical to the same token's output computed alone (batch
 /// invariance): the multi-column kernels match the single-row kernel exactly, and the column
-/// blocking only changes which call computes an output, not how. F32, F16 and BF16 weights go
-/// through the tiled GEMM of [`crate::gemm_f32`] for any number of tokens, whose outputs are
-/// one sequential FMA chain each, independent of the tile and of the batch.
+/// blocking only changes which call computes an output, not how. F32 weights go through the
+/// tiled GEMM of [`crate::gemm_f32`] for any number of tokens, whose outputs are one
+/// sequential FMA chain each, independent of the tile and of the batch. F16/BF16 weights
+/// (Hugging Face decoder directories) stay on the dot kernels: the GEMM converts their panels
+/// on every call, which made one-token decode 1.8× (F16) and 2.6× (BF16) slower
+/// (`tests/gemm_f32.rs`, `one_token_timing`).
 pub fn matmul(
     w: &WeightView<'_>,
     x: &[f32],
@@ -98,7 +101,7 @@ pub fn matmul(
     if act_type(w.dtype).is_none() {
         return matmul_dequant(w, rb, x, n_tokens, y, pool);
     }
-    if crate::gemm_f32::supports(w.dtype) && crate::gemm_f32::enabled() {
+    if w.dtype == DType::F32 && crate::gemm_f32::enabled() {
         return crate::gemm_f32::gemm(w, x, n_tokens, y, pool);
     }
     acts.quantize_par(w.dtype, x, n_tokens, w.cols, pool)?;
