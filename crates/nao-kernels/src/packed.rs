@@ -581,7 +581,7 @@ fn run_q4k(
         for g in groups {
             let gb = &bodies[g * nb..(g + 1) * nb];
             for (k, chunk) in cols.chunks(MAX_COLS).enumerate() {
-                let res = group_cols_q4k(gb, chunk, simd);
+                let res = group_cols(&SuperBlocksQ4K(gb), chunk, simd);
                 for (i, r) in res.iter().take(chunk.len()).enumerate() {
                     let at = (k * MAX_COLS + i) * rows + g * GROUP_ROWS;
                     // SAFETY: each thread owns whole groups, so the 16 outputs of group `g`
@@ -593,45 +593,6 @@ fn run_q4k(
         }
     });
     Ok(())
-}
-
-/// Up to [`MAX_COLS`] columns of one Q4_K group; entries past `cols.len()` are unused.
-fn group_cols_q4k(
-    bodies: &[BodyQ4K],
-    cols: &[q4k::ColK<'_>],
-    simd: bool,
-) -> [[f32; GROUP_ROWS]; MAX_COLS] {
-    let mut out = [[0.0f32; GROUP_ROWS]; MAX_COLS];
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        macro_rules! call {
-            ($n:literal) => {{
-                if let Ok(c) = <&[q4k::ColK<'_>; $n]>::try_from(cols) {
-                    // SAFETY: `simd` is only true when `available()` reported the features
-                    // the kernel needs.
-                    let r = unsafe { q4k_avx512::kernel_q4k::<$n>(bodies, c) };
-                    out[..$n].copy_from_slice(&r);
-                }
-            }};
-        }
-        match cols.len() {
-            1 => call!(1),
-            2 => call!(2),
-            3 => call!(3),
-            4 => call!(4),
-            5 => call!(5),
-            6 => call!(6),
-            7 => call!(7),
-            8 => call!(8),
-            _ => {}
-        }
-        return out;
-    }
-    let _ = simd;
-    for (o, c) in out.iter_mut().zip(cols) {
-        *o = q4k::group_col_scalar_q4k(bodies, *c);
-    }
-    out
 }
 
 /// Activation bytes a column block should stay under (kept in L2 while weights stream).
@@ -726,7 +687,11 @@ impl Gemm<'_> {
                         }
                     }
                     for (k, chunk) in cols[t..c1].chunks(MAX_COLS).enumerate() {
-                        let res = group_cols(gb, gs, chunk, self.simd);
+                        let kernel = Blocks32 {
+                            bodies: gb,
+                            scales: gs,
+                        };
+                        let res = group_cols(&kernel, chunk, self.simd);
                         for (i, r) in res.iter().take(chunk.len()).enumerate() {
                             write(t + k * MAX_COLS + i, g, r);
                         }
@@ -758,22 +723,61 @@ pub(crate) trait KernelBody: Body {
     unsafe fn unpack_lines(&self, out: &mut [[u8; 64]; 8]);
 }
 
+/// One 16-row group's kernels over its columns: the AVX-512 kernel for `N` columns and the
+/// scalar twin for one.
+trait GroupKernel {
+    type Col: Copy;
+    /// # Safety
+    /// The CPU must have AVX-512 F/BW/VNNI, AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn simd<const N: usize>(&self, cols: &[Self::Col; N]) -> [[f32; GROUP_ROWS]; N];
+    fn scalar(&self, col: Self::Col) -> [f32; GROUP_ROWS];
+}
+
+/// A group of 32-quant interleaved blocks and their scales.
+struct Blocks32<'a, B> {
+    bodies: &'a [B],
+    scales: &'a [[f16; GROUP_ROWS]],
+}
+
+impl<'a, B: Body + KernelBody> GroupKernel for Blocks32<'a, B> {
+    type Col = Col<'a>;
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn simd<const N: usize>(&self, cols: &[Col<'a>; N]) -> [[f32; GROUP_ROWS]; N] {
+        // SAFETY: the trait method's contract is the kernel's (the CPU features).
+        unsafe { B::kernel::<N>(self.bodies, self.scales, cols) }
+    }
+    fn scalar(&self, col: Col<'a>) -> [f32; GROUP_ROWS] {
+        group_col_scalar(self.bodies, self.scales, col)
+    }
+}
+
+/// A group of interleaved Q4_K super-blocks.
+struct SuperBlocksQ4K<'a>(&'a [BodyQ4K]);
+
+impl<'a> GroupKernel for SuperBlocksQ4K<'a> {
+    type Col = q4k::ColK<'a>;
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn simd<const N: usize>(&self, cols: &[q4k::ColK<'a>; N]) -> [[f32; GROUP_ROWS]; N] {
+        // SAFETY: the trait method's contract is the kernel's (the CPU features).
+        unsafe { q4k_avx512::kernel_q4k::<N>(self.0, cols) }
+    }
+    fn scalar(&self, col: q4k::ColK<'a>) -> [f32; GROUP_ROWS] {
+        q4k::group_col_scalar_q4k(self.0, col)
+    }
+}
+
 /// Up to [`MAX_COLS`] columns of one group; entries past `cols.len()` are unused.
-fn group_cols<B: Body + KernelBody>(
-    bodies: &[B],
-    scales: &[[f16; GROUP_ROWS]],
-    cols: &[Col<'_>],
-    simd: bool,
-) -> [[f32; GROUP_ROWS]; MAX_COLS] {
+fn group_cols<K: GroupKernel>(k: &K, cols: &[K::Col], simd: bool) -> [[f32; GROUP_ROWS]; MAX_COLS] {
     let mut out = [[0.0f32; GROUP_ROWS]; MAX_COLS];
     #[cfg(target_arch = "x86_64")]
     if simd {
         macro_rules! call {
             ($n:literal) => {{
-                if let Ok(c) = <&[Col<'_>; $n]>::try_from(cols) {
+                if let Ok(c) = <&[K::Col; $n]>::try_from(cols) {
                     // SAFETY: `simd` is only true when `available()` reported the features
                     // the kernel needs.
-                    let r = unsafe { B::kernel::<$n>(bodies, scales, c) };
+                    let r = unsafe { k.simd::<$n>(c) };
                     out[..$n].copy_from_slice(&r);
                 }
             }};
@@ -793,7 +797,7 @@ fn group_cols<B: Body + KernelBody>(
     }
     let _ = simd;
     for (o, c) in out.iter_mut().zip(cols) {
-        *o = group_col_scalar(bodies, scales, *c);
+        *o = k.scalar(*c);
     }
     out
 }
