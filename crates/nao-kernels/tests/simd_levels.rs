@@ -405,25 +405,38 @@ fn matmul_batch_invariance_across_column_blocks() {
     }
 }
 
+/// Inputs of a gate test: `n` gate values in `[-scale, scale)` with one of `specials` put at
+/// a random place for each set bit of `edges`, and `n` multipliers in `[-1, 1)`.
+fn gate_inputs(
+    n: usize,
+    seed: u64,
+    edges: u32,
+    scale: f32,
+    specials: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut r = Rng(seed);
+    let mut g: Vec<f32> = (0..n).map(|_| r.unit() * scale).collect();
+    let u: Vec<f32> = (0..n).map(|_| r.unit()).collect();
+    for bit in 0..32 {
+        if n > 0 && edges & (1 << bit) != 0 {
+            let i = (r.next() as usize) % n;
+            g[i] = specials[(r.next() as usize) % specials.len()];
+        }
+    }
+    (g, u)
+}
+
 proptest! {
     /// The dispatched SwiGLU gate (AVX2+FMA where available) equals its scalar twin bit for
     /// bit, for any length (tails included) and edge values, and stays within a few ulp of
     /// the exact SiLU.
     #[test]
     fn silu_mul_matches_scalar(n in 0..=67usize, seed in any::<u64>(), edges in any::<u32>(), scale in prop::sample::select(vec![0.1f32, 3.0, 30.0, 200.0])) {
-        let mut r = Rng(seed);
-        let mut g: Vec<f32> = (0..n).map(|_| r.unit() * scale).collect();
-        let u: Vec<f32> = (0..n).map(|_| r.unit()).collect();
         let specials = [
             0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-42, -1e-42, 87.0, -87.0,
             88.5, -88.5, 1e30, -1e30, 0.346_573_6, -0.346_573_6,
         ];
-        for bit in 0..32 {
-            if n > 0 && edges & (1 << bit) != 0 {
-                let i = (r.next() as usize) % n;
-                g[i] = specials[(r.next() as usize) % specials.len()];
-            }
-        }
+        let (g, u) = gate_inputs(n, seed, edges, scale, &specials);
         let mut a = g.clone();
         let mut b = g.clone();
         nao_kernels::ops::silu_mul(&mut a, &u);
@@ -448,19 +461,11 @@ proptest! {
     /// subnormals, NaN), and the scalar GELU is within f16 rounding of the exact tanh form.
     #[test]
     fn gelu_f16_mul_matches_scalar(n in 0..=67usize, seed in any::<u64>(), edges in any::<u32>(), scale in prop::sample::select(vec![0.1f32, 3.0, 12.0, 1e5])) {
-        let mut r = Rng(seed);
-        let mut g: Vec<f32> = (0..n).map(|_| r.unit() * scale).collect();
-        let u: Vec<f32> = (0..n).map(|_| r.unit()).collect();
         let specials = [
             0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-42, -1e-6, 10.0, -10.0,
             9.999, -9.999, 10.001, -10.001, 1.000_976_6, 65_520.0, -65_536.0, 1e30,
         ];
-        for bit in 0..32 {
-            if n > 0 && edges & (1 << bit) != 0 {
-                let i = (r.next() as usize) % n;
-                g[i] = specials[(r.next() as usize) % specials.len()];
-            }
-        }
+        let (g, u) = gate_inputs(n, seed, edges, scale, &specials);
         let mut a = g.clone();
         let mut b = g.clone();
         nao_kernels::ops::gelu_f16_mul(&mut a, &u);
